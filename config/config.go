@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/stepgate/stepgate/policy"
 )
 
@@ -22,9 +24,9 @@ type Config struct {
 	OIDC    OIDC
 	Session Session
 
-	Levels []*policy.Level // in file order
-	Routes []policy.Rule   // in file order; first match wins
-	Default policy.Rule    // for requests no route matches (Name "default")
+	Levels  []*policy.Level // in file order
+	Routes  []policy.Rule   // in file order; first match wins
+	Default policy.Rule     // for requests no route matches (Name "default")
 
 	StripPathParams      bool
 	CaseInsensitivePaths bool
@@ -34,6 +36,8 @@ type Config struct {
 	// IdentityHeaders lists extra request header names that clients must
 	// never be able to send upstream (besides the X-Stepgate-* ones).
 	IdentityHeaders []string
+
+	pos positions
 }
 
 // OIDC is the relying-party configuration.
@@ -50,6 +54,16 @@ type Session struct {
 	Lifetime time.Duration
 }
 
+// PathOptions returns the canonicalization switches for policy.CanonicalPath.
+func (c *Config) PathOptions() policy.PathOptions {
+	return policy.PathOptions{StripPathParams: c.StripPathParams}
+}
+
+// TableOptions returns the matching switches for policy.NewTable.
+func (c *Config) TableOptions() policy.TableOptions {
+	return policy.TableOptions{CaseInsensitivePaths: c.CaseInsensitivePaths}
+}
+
 // Level returns the level called name, or nil.
 func (c *Config) Level(name string) *policy.Level {
 	for _, l := range c.Levels {
@@ -58,4 +72,21 @@ func (c *Config) Level(name string) *policy.Level {
 		}
 	}
 	return nil
+}
+
+// positions remembers where things were in the file, for Warnings.
+type positions struct {
+	routes   []pos // per route, the route's mapping
+	levels   []pos // per level, its name
+	insecure pos   // insecure_allow_http's value, when set
+	proxies  []pos // per trusted proxy
+}
+
+type pos struct{ line, col int }
+
+func at(n *yaml.Node) pos {
+	if n == nil {
+		return pos{}
+	}
+	return pos{n.Line, n.Column}
 }

@@ -1,0 +1,220 @@
+// Command loadtool is the set of small helpers bench/run.sh starts around a
+// stepgate under load: the upstream it protects, a plain reverse proxy to
+// compare it with, the development IdP its discovery needs, and a real
+// session cookie to send through it.
+//
+//	loadtool upstream   -addr 127.0.0.1:PORT
+//	loadtool plainproxy -addr 127.0.0.1:PORT -upstream URL
+//	loadtool idp        -addr 127.0.0.1:PORT -redirect URL [-client-secret S]
+//	loadtool cookie     -secret S [-lifetime 1h] [-issuer URL] [-subject SUB]
+//
+// The servers stop on SIGINT or SIGTERM. They exit 1 with a message naming
+// the address when it cannot be bound, so the script can say which port is
+// busy.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/stepgate/stepgate/devidp"
+	"github.com/stepgate/stepgate/policy"
+	"github.com/stepgate/stepgate/session"
+)
+
+const usage = `usage:
+  loadtool upstream   -addr 127.0.0.1:PORT
+  loadtool plainproxy -addr 127.0.0.1:PORT -upstream URL
+  loadtool idp        -addr 127.0.0.1:PORT -redirect URL [-client-secret S]
+  loadtool cookie     -secret S [-lifetime 1h] [-issuer URL] [-subject SUB]
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("loadtool "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address (servers)")
+	var err error
+	switch cmd {
+	case "upstream":
+		if fs.Parse(args) != nil {
+			return 2
+		}
+		err = serve(ctx, *addr, upstream(), stdout)
+	case "plainproxy":
+		up := fs.String("upstream", "", "upstream URL, e.g. http://127.0.0.1:18400")
+		if fs.Parse(args) != nil {
+			return 2
+		}
+		var h http.Handler
+		if h, err = plainProxy(*up); err == nil {
+			err = serve(ctx, *addr, h, stdout)
+		}
+	case "idp":
+		redirect := fs.String("redirect", "", "stepgate's callback URL, e.g. http://127.0.0.1:18403/.stepgate/callback")
+		secret := fs.String("client-secret", "stepgate-bench-secret", "secret of client \"stepgate\"")
+		if fs.Parse(args) != nil {
+			return 2
+		}
+		var h http.Handler
+		if h, err = idp(*addr, *redirect, *secret); err == nil {
+			err = serve(ctx, *addr, h, stdout)
+		}
+	case "cookie":
+		secret := fs.String("secret", "", "session secret, as in routes.yaml (at least 32 bytes)")
+		lifetime := fs.Duration("lifetime", time.Hour, "session lifetime, as in routes.yaml")
+		issuer := fs.String("issuer", "http://127.0.0.1", "iss of the session's user")
+		subject := fs.String("subject", "bench-user", "sub of the session's user")
+		if fs.Parse(args) != nil {
+			return 2
+		}
+		var c string
+		if c, err = cookie(*secret, *lifetime, *issuer, *subject, time.Now()); err == nil {
+			fmt.Fprintln(stdout, c)
+		}
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "loadtool: unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "loadtool %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+// upstream answers every request with a small 200, reading the body first
+// so keep-alive connections stay reusable.
+func upstream() http.Handler {
+	body := []byte("ok\n")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write(body)
+	})
+}
+
+// plainProxy is the baseline: what any Go reverse proxy does per request,
+// with the same transport limits stepgate uses, and no policy at all.
+func plainProxy(rawURL string) (http.Handler, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("-upstream %q: want an absolute http(s) URL", rawURL)
+	}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.SetXForwarded()
+		},
+		Transport: &http.Transport{
+			Proxy:                 nil,
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: 60 * time.Second,
+		},
+		ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
+	}, nil
+}
+
+// idp is devidp with one client, "stepgate", whose only redirect URI is
+// stepgate's callback. Logins are scripted as multi-factor, so a browser
+// walking the flow by hand gets through without a login page.
+func idp(addr, redirect, secret string) (http.Handler, error) {
+	if redirect == "" {
+		return nil, errors.New("-redirect is required (stepgate's public URL + /.stepgate/callback)")
+	}
+	p, err := devidp.New(devidp.Config{
+		Issuer:  "http://" + addr,
+		Clients: []devidp.Client{{ID: "stepgate", Secret: secret, RedirectURIs: []string{redirect}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.SetScript(func(devidp.Request) devidp.Login {
+		return devidp.Login{Subject: "bench-user", Email: "bench-user@example.com", HonourACRValues: true, AMR: []string{"pwd"}}
+	})
+	return p.Handler(), nil
+}
+
+// cookie mints a session exactly as stepgate's callback would after a
+// multi-factor login at now, and returns it as "name=value" for a Cookie
+// header. The store is not Secure: the benchmark's public URL is http.
+func cookie(secret string, lifetime time.Duration, issuer, subject string, now time.Time) (string, error) {
+	store, err := session.New(session.Config{Secrets: [][]byte{[]byte(secret)}, Lifetime: lifetime})
+	if err != nil {
+		return "", err
+	}
+	rec := httptest.NewRecorder()
+	_, err = store.Save(rec, policy.Facts{
+		Issuer:     issuer,
+		Subject:    subject,
+		Email:      subject + "@example.com",
+		ACR:        devidp.ACRMultiFactor,
+		AMR:        []string{"pwd", "otp", "mfa"},
+		AuthTime:   now,
+		VerifiedAt: now,
+	}, now)
+	if err != nil {
+		return "", err
+	}
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == store.CookieName() {
+			return c.Name + "=" + c.Value, nil
+		}
+	}
+	return "", fmt.Errorf("session.Save set no cookie named %q", store.CookieName())
+}
+
+// serve runs h on addr until ctx ends. The limits match stepgate's own
+// servers, so both sides of the comparison accept connections alike.
+func serve(ctx context.Context, addr string, h http.Handler, stdout io.Writer) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (port busy?): %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutCtx)
+}

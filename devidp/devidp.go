@@ -1,0 +1,235 @@
+// Package devidp is stepgate's development OpenID Connect provider. It is
+// for development and tests only: it keeps everything in memory, signs with
+// a key generated at start-up, and New refuses any issuer that is not a
+// loopback URL. Never put it in front of real users.
+//
+// It is built on github.com/zitadel/oidc/v3/pkg/op, with its own storage
+// rather than op's example storage, which drops acr_values, hard-codes acr
+// and amr and ships working demo credentials. Only the authorization code
+// flow with PKCE (S256) for confidential clients (client_secret_basic or
+// client_secret_post) is supported; other flows and grants get errors.
+//
+// Each login is decided either by a script (SetScript), which completes
+// /authorize at once with the acr, amr and auth_time the test chose, or by a
+// minimal login page that checks Config.Users.
+package devidp
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+
+	"github.com/zitadel/oidc/v3/pkg/op"
+)
+
+// ACRMultiFactor is the OpenID PAPE multi-factor policy URI, which stepgate
+// uses as the acr value of a multi-factor login.
+const ACRMultiFactor = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
+
+// Config configures a Provider.
+type Config struct {
+	// Issuer is the provider's URL, e.g. "http://127.0.0.1:PORT". It must be
+	// an http(s) URL on 127.0.0.1, ::1 or localhost, with no path, query,
+	// fragment or user info: New refuses anything else.
+	Issuer  string
+	Clients []Client
+	// Users are the accounts of the login page; they may be empty when every
+	// login is scripted.
+	Users []User
+}
+
+// Client is a confidential OAuth client. It authenticates at the token
+// endpoint with client_secret_basic or client_secret_post, and redirect_uri
+// must equal one of RedirectURIs exactly.
+type Client struct {
+	ID, Secret   string
+	RedirectURIs []string
+}
+
+// User is an account of the login page. TOTPSecret is kept for the second
+// factor step, which the login page does not ask for yet.
+type User struct {
+	Username, Password, Subject, Email, TOTPSecret string
+}
+
+// Provider is a running development OpenID provider. Its methods are safe
+// for concurrent use.
+type Provider struct {
+	issuer  string
+	op      *op.Provider
+	store   *storage
+	users   map[string]User
+	handler http.Handler
+
+	mu       sync.Mutex
+	script   func(Request) Login
+	requests []Request
+}
+
+// New checks cfg and builds a Provider with a fresh RSA-2048 signing key.
+func New(cfg Config) (*Provider, error) {
+	u, err := checkIssuer(cfg.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkClients(cfg.Clients); err != nil {
+		return nil, err
+	}
+	users, err := checkUsers(cfg.Users)
+	if err != nil {
+		return nil, err
+	}
+
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("devidp: generate signing key: %w", err)
+	}
+	// Access tokens and codes are sealed with this key; a fresh one per
+	// Provider means nothing issued survives a restart.
+	var cryptoKey [32]byte
+	rand.Read(cryptoKey[:]) // never fails (crypto/rand, Go ≥ 1.24)
+
+	p := &Provider{issuer: cfg.Issuer, users: users}
+	p.store = newStorage(cfg.Issuer, cfg.Clients, &signingKey{id: randomID(), key: rsaKey})
+
+	opts := []op.Option{}
+	if u.Scheme == "http" {
+		opts = append(opts, op.WithAllowInsecure())
+	}
+	p.op, err = op.NewProvider(&op.Config{
+		CryptoKey:      cryptoKey,
+		CodeMethodS256: true,
+		AuthMethodPost: true, // advertised; the token endpoint accepts basic and post alike
+		SupportedScopes: []string{
+			"openid", "email", "profile", "offline_access",
+		},
+	}, p.store, op.StaticIssuer(cfg.Issuer), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("devidp: %w", err)
+	}
+
+	authorizePath := p.op.AuthorizationEndpoint().Relative()
+	p.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case loginPath:
+			p.serveLogin(w, r)
+		case authorizePath:
+			p.op.ServeHTTP(w, p.recordAuthorize(r))
+		default:
+			p.op.ServeHTTP(w, r)
+		}
+	})
+
+	slog.Warn("devidp: development OpenID provider started; it is not for production use", "issuer", cfg.Issuer)
+	return p, nil
+}
+
+// Handler serves discovery (/.well-known/openid-configuration), /authorize,
+// /authorize/callback, /oauth/token, /keys, /userinfo, /login and op's other
+// endpoints.
+func (p *Provider) Handler() http.Handler { return p.handler }
+
+// Issuer returns the issuer URL, exactly as configured.
+func (p *Provider) Issuer() string { return p.issuer }
+
+// SetScript makes every later login complete at once with f's answer, with
+// no page. nil switches back to the login page.
+func (p *Provider) SetScript(f func(Request) Login) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.script = f
+}
+
+// Requests returns every authorization request seen, in order, with the
+// parameters as sent, including requests that op then refused.
+func (p *Provider) Requests() []Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.requests)
+}
+
+func (p *Provider) currentScript() func(Request) Login {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.script
+}
+
+// checkIssuer accepts only loopback http(s) URLs, so a development provider
+// with a throwaway key and scripted logins cannot be reached from elsewhere
+// or mistaken for a real one.
+func checkIssuer(issuer string) (*url.URL, error) {
+	u, err := url.Parse(issuer)
+	if err != nil {
+		return nil, fmt.Errorf("devidp: issuer %q is not a URL: %w", issuer, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("devidp: issuer %q: scheme %q, want http or https", issuer, u.Scheme)
+	}
+	switch h := u.Hostname(); h {
+	case "127.0.0.1", "::1", "localhost":
+	default:
+		return nil, fmt.Errorf("devidp: issuer %q: host %q is not loopback; want 127.0.0.1, ::1 or localhost (devidp is for development only)", issuer, h)
+	}
+	if u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return nil, fmt.Errorf("devidp: issuer %q: want scheme://host[:port] with no user info, path, query or fragment", issuer)
+	}
+	return u, nil
+}
+
+func checkClients(clients []Client) error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, c := range clients {
+		switch {
+		case c.ID == "":
+			errs = append(errs, fmt.Errorf("devidp: clients[%d]: empty ID", i))
+		case seen[c.ID]:
+			errs = append(errs, fmt.Errorf("devidp: clients[%d]: duplicate ID %q", i, c.ID))
+		}
+		seen[c.ID] = true
+		if c.Secret == "" {
+			errs = append(errs, fmt.Errorf("devidp: clients[%d]: empty Secret; only confidential clients are supported", i))
+		}
+		if len(c.RedirectURIs) == 0 {
+			errs = append(errs, fmt.Errorf("devidp: clients[%d]: no RedirectURIs", i))
+		}
+		for _, ru := range c.RedirectURIs {
+			u, err := url.Parse(ru)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
+				errs = append(errs, fmt.Errorf("devidp: clients[%d]: redirect URI %q: want an absolute http(s) URL without fragment", i, ru))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkUsers(users []User) (map[string]User, error) {
+	var errs []error
+	byName := make(map[string]User, len(users))
+	for i, u := range users {
+		if u.Username == "" || u.Password == "" || u.Subject == "" {
+			errs = append(errs, fmt.Errorf("devidp: users[%d]: Username, Password and Subject are required", i))
+			continue
+		}
+		if _, dup := byName[u.Username]; dup {
+			errs = append(errs, fmt.Errorf("devidp: users[%d]: duplicate Username %q", i, u.Username))
+			continue
+		}
+		byName[u.Username] = u
+	}
+	return byName, errors.Join(errs...)
+}
+
+// randomID returns 128 random bits in hex, for auth request, token and key IDs.
+func randomID() string {
+	b := make([]byte, 16)
+	rand.Read(b) // never fails (crypto/rand, Go ≥ 1.24)
+	return hex.EncodeToString(b)
+}

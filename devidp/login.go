@@ -1,0 +1,276 @@
+package devidp
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+)
+
+// loginPath is where op sends the browser after /authorize (opClient.LoginURL).
+const loginPath = "/login"
+
+// Request is an authorization request as the client sent it, before op's
+// defaults (op turns prompt=login into max_age=0; Request does not).
+type Request struct {
+	ClientID    string
+	ACRValues   []string       // acr_values, split on spaces
+	MaxAge      *time.Duration // max_age; nil when absent or not a number
+	Prompt      []string       // prompt, split on spaces
+	Claims      string         // the claims parameter, raw JSON
+	LoginHint   string
+	IDTokenHint string
+}
+
+// Login is how a scripted login ends.
+type Login struct {
+	Subject, Email string
+	// ACR is issued as-is ("" = no acr claim) unless HonourACRValues applies.
+	ACR string
+	AMR []string
+	// AuthTime is the auth_time claim; zero means now.
+	AuthTime time.Time
+	// HonourACRValues, when the request has acr_values, issues acr = the
+	// first requested value and amr ["pwd","otp","mfa"], like a provider that
+	// performed the step-up it was asked for.
+	HonourACRValues bool
+	// Error, if set, ends the login with a redirect to the client carrying
+	// error=<Error> and the state, e.g. "unmet_authentication_requirements"
+	// or "access_denied".
+	Error string
+}
+
+type requestKey struct{}
+
+// recordAuthorize notes the request as sent and hands it to
+// storage.CreateAuthRequest through the context: op's parser drops the
+// claims parameter and rewrites max_age.
+func (p *Provider) recordAuthorize(r *http.Request) *http.Request {
+	_ = r.ParseForm() // on error op answers the same error itself
+	req := requestFromForm(r.Form)
+	p.mu.Lock()
+	p.requests = append(p.requests, req)
+	p.mu.Unlock()
+	return r.WithContext(context.WithValue(r.Context(), requestKey{}, req))
+}
+
+func requestFromForm(f url.Values) Request {
+	req := Request{
+		ClientID:    f.Get("client_id"),
+		ACRValues:   fields(f.Get("acr_values")),
+		Prompt:      fields(f.Get("prompt")),
+		Claims:      f.Get("claims"),
+		LoginHint:   f.Get("login_hint"),
+		IDTokenHint: f.Get("id_token_hint"),
+	}
+	if v := f.Get("max_age"); v != "" {
+		if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+			d := time.Duration(n) * time.Second
+			req.MaxAge = &d
+		}
+	}
+	return req
+}
+
+func requestFromOIDC(r *oidc.AuthRequest) Request {
+	req := Request{
+		ClientID:    r.ClientID,
+		ACRValues:   slices.Clone(r.ACRValues),
+		Prompt:      slices.Clone(r.Prompt),
+		LoginHint:   r.LoginHint,
+		IDTokenHint: r.IDTokenHint,
+	}
+	if r.MaxAge != nil {
+		d := time.Duration(*r.MaxAge) * time.Second
+		req.MaxAge = &d
+	}
+	return req
+}
+
+// fields splits a space-delimited parameter; nil when there is nothing.
+func fields(s string) []string {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return nil
+	}
+	return f
+}
+
+// serveLogin is the login step of /authorize. A script, when set, decides
+// at once; otherwise the user signs in with the form. Both end in finish.
+func (p *Provider) serveLogin(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "devidp: method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	ar, err := p.store.pending(r.FormValue("authRequestID"))
+	if err != nil {
+		http.Error(w, "devidp: unknown or expired login request", http.StatusBadRequest)
+		return
+	}
+	if ar.done {
+		http.Error(w, "devidp: login request already completed", http.StatusBadRequest)
+		return
+	}
+	if script := p.currentScript(); script != nil {
+		p.finish(w, r, ar, script(ar.sent))
+		return
+	}
+	p.serveForm(w, r, ar)
+}
+
+// finish ends a login: an error goes straight back to the client; an
+// identity is recorded and the browser sent to op's callback, which issues
+// the code.
+func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar *authRequest, l Login) {
+	if l.Error != "" {
+		if !validErrorCode(l.Error) {
+			http.Error(w, "devidp: login Error is not a valid OAuth error code", http.StatusInternalServerError)
+			return
+		}
+		_ = p.store.DeleteAuthRequest(r.Context(), ar.id) // never errs
+		p.redirectError(w, r, ar, l.Error)
+		return
+	}
+	if l.Subject == "" {
+		// Fail closed: a script bug must not turn into a token for nobody.
+		http.Error(w, "devidp: login has neither Subject nor Error", http.StatusInternalServerError)
+		return
+	}
+	if l.HonourACRValues && len(ar.sent.ACRValues) > 0 {
+		l.ACR = ar.sent.ACRValues[0]
+		l.AMR = []string{"pwd", "otp", "mfa"}
+	}
+	if l.AuthTime.IsZero() {
+		l.AuthTime = time.Now()
+	}
+	if err := p.store.complete(ar.id, l); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	callback := op.AuthCallbackURL(p.op)(op.ContextWithIssuer(r.Context(), p.issuer), ar.id)
+	http.Redirect(w, r, callback, http.StatusSeeOther)
+}
+
+// errorResponse is an authorization error response (RFC 6749 §4.1.2.1).
+type errorResponse struct {
+	Error string `schema:"error"`
+	State string `schema:"state,omitempty"`
+}
+
+// redirectError sends the browser back to the client with error and state.
+// It builds the response itself rather than through op.AuthRequestError,
+// which would log the state.
+func (p *Provider) redirectError(w http.ResponseWriter, r *http.Request, ar *authRequest, code string) {
+	resp := &errorResponse{Error: code, State: ar.state}
+	if ar.responseMode == oidc.ResponseModeFormPost {
+		if err := op.AuthResponseFormPost(w, ar.redirectURI, resp, p.op.Encoder()); err != nil {
+			slog.Error("devidp: form_post error response", "err", err)
+		}
+		return
+	}
+	u, err := op.AuthResponseURL(ar.redirectURI, ar.responseType, ar.responseMode, resp, p.op.Encoder())
+	if err != nil {
+		http.Error(w, "devidp: cannot build error response", http.StatusInternalServerError)
+		return
+	}
+	http.Redirect(w, r, u, http.StatusSeeOther)
+}
+
+// validErrorCode reports whether s may be an OAuth error code: one or more
+// of %x20-21 / %x23-5B / %x5D-7E (RFC 6749 §4.1.2.1).
+func validErrorCode(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// serveForm is the human login page: username and password today.
+func (p *Provider) serveForm(w http.ResponseWriter, r *http.Request, ar *authRequest) {
+	// The page is the only way to log in here and there is no SSO session,
+	// so prompt=none can never succeed (OIDC Core §3.1.2.6).
+	if slices.Contains(ar.sent.Prompt, "none") {
+		_ = p.store.DeleteAuthRequest(r.Context(), ar.id)
+		p.redirectError(w, r, ar, string(oidc.LoginRequired))
+		return
+	}
+	page := loginPage{ID: ar.id, Username: ar.sent.LoginHint}
+	if r.Method == http.MethodGet {
+		renderLogin(w, http.StatusOK, page)
+		return
+	}
+	user, ok := p.checkPassword(r.PostFormValue("username"), r.PostFormValue("password"))
+	if !ok {
+		page.Username = r.PostFormValue("username")
+		page.Error = "Wrong username or password."
+		renderLogin(w, http.StatusUnauthorized, page)
+		return
+	}
+	// The TOTP step goes here: when user.TOTPSecret != "", render a code
+	// form (carrying a sealed "password passed" marker), check the code with
+	// github.com/pquerna/otp/totp, then finish with
+	// Login{ACR: ACRMultiFactor, AMR: []string{"pwd", "otp", "mfa"}, ...}.
+	p.finish(w, r, ar, Login{Subject: user.Subject, Email: user.Email, AMR: []string{"pwd"}})
+}
+
+// checkPassword compares digests in constant time, and compares even for an
+// unknown user, so timing tells nothing about which part was wrong.
+func (p *Provider) checkPassword(username, password string) (User, bool) {
+	u, known := p.users[username]
+	want := sha256.Sum256([]byte(u.Password))
+	got := sha256.Sum256([]byte(password))
+	match := subtle.ConstantTimeCompare(want[:], got[:]) == 1
+	return u, known && match
+}
+
+type loginPage struct {
+	ID       string // auth request ID: random, and the page's only key
+	Username string
+	Error    string
+}
+
+var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>devidp sign in</title></head>
+<body>
+<h1>Sign in</h1>
+<p>devidp: development OpenID provider, not for production use.</p>
+{{if .Error}}<p role="alert">{{.Error}}</p>{{end}}
+<form method="post" action="` + loginPath + `">
+<input type="hidden" name="authRequestID" value="{{.ID}}">
+<p><label>Username <input name="username" value="{{.Username}}" autocomplete="username" required></label></p>
+<p><label>Password <input type="password" name="password" autocomplete="current-password" required></label></p>
+<p><button type="submit">Sign in</button></p>
+</form>
+</body></html>
+`))
+
+func renderLogin(w http.ResponseWriter, status int, page loginPage) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	w.WriteHeader(status)
+	if err := loginTmpl.Execute(w, page); err != nil {
+		slog.Error("devidp: render login page", "err", err)
+	}
+}

@@ -1,0 +1,307 @@
+// Command stepgate is a reverse-proxy gateway that enforces OpenID Connect
+// step-up authentication on the routes routes.yaml marks sensitive.
+//
+//	stepgate serve   [-config routes.yaml]   run the gateway
+//	stepgate check   [-config routes.yaml]   validate a configuration
+//	stepgate explain [-config routes.yaml] METHOD URL
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/stepgate/stepgate/config"
+	"github.com/stepgate/stepgate/oidc"
+	"github.com/stepgate/stepgate/policy"
+	"github.com/stepgate/stepgate/proxy"
+	"github.com/stepgate/stepgate/session"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage:
+  stepgate serve   [-config routes.yaml]         run the gateway
+  stepgate check   [-config routes.yaml]         validate a configuration
+  stepgate explain [-config routes.yaml] METHOD URL
+                                                 show how a request is matched
+`
+
+// run is main without the process: tests call it with their own context and
+// writers. It returns the exit code: 0 ok, 1 runtime failure, 2 bad usage or
+// invalid configuration.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "routes.yaml", "path to routes.yaml")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, *configPath, stderr)
+	case "check":
+		return check(*configPath, stdout, stderr)
+	case "explain":
+		return explain(*configPath, fs.Args(), stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "stepgate: unknown command %q\n%s", cmd, usage)
+	return 2
+}
+
+func check(path string, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if _, err := policy.NewTable(cfg.Routes, cfg.Default, policy.TableOptions{CaseInsensitivePaths: cfg.CaseInsensitivePaths}); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", path, err)
+		return 2
+	}
+	for _, w := range config.Warnings(cfg) {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d routes, %d levels)\n", path, len(cfg.Routes), len(cfg.Levels))
+	return 0
+}
+
+func explain(path string, args []string, stdout, stderr io.Writer) int {
+	if len(args) != 2 {
+		fmt.Fprint(stderr, "usage: stepgate explain [-config routes.yaml] METHOD URL\n")
+		return 2
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	table, err := policy.NewTable(cfg.Routes, cfg.Default, policy.TableOptions{CaseInsensitivePaths: cfg.CaseInsensitivePaths})
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", path, err)
+		return 2
+	}
+	rawURL := args[1]
+	host, rawPath := cfg.PublicURL.Host, rawURL
+	if u, err := url.Parse(rawURL); err == nil && u.Host != "" {
+		host, rawPath = u.Host, u.EscapedPath()
+		if u.RawPath == "" && u.Path == "" {
+			rawPath = "/"
+		}
+	} else if i := indexAny(rawURL, "?"); i >= 0 {
+		rawPath = rawURL[:i]
+	}
+	req, err := canonicalRequest(args[0], host, rawPath, policy.PathOptions{StripPathParams: cfg.StripPathParams})
+	if err != nil {
+		fmt.Fprintf(stdout, "rejected with 400: %v\n", err)
+		return 0
+	}
+	rule := table.Match(req)
+	fmt.Fprintf(stdout, "canonical: %s %s%s\n", req.Method, req.Host, req.Path)
+	if rule.Line > 0 {
+		fmt.Fprintf(stdout, "rule:      %s (%s:%d)\n", rule.Name, path, rule.Line)
+	} else {
+		fmt.Fprintf(stdout, "rule:      %s (no route matched)\n", rule.Name)
+	}
+	fmt.Fprintf(stdout, "requires:  %s\n", describe(rule))
+	return 0
+}
+
+func indexAny(s, chars string) int {
+	for i := 0; i < len(s); i++ {
+		for j := 0; j < len(chars); j++ {
+			if s[i] == chars[j] {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+func canonicalRequest(method, host, rawPath string, opt policy.PathOptions) (policy.Request, error) {
+	m, err := policy.CanonicalMethod(method)
+	if err != nil {
+		return policy.Request{}, err
+	}
+	h, err := policy.CanonicalHost(host)
+	if err != nil {
+		return policy.Request{}, err
+	}
+	p, err := policy.CanonicalPath(rawPath, opt)
+	if err != nil {
+		return policy.Request{}, err
+	}
+	return policy.Request{Method: m, Host: h, Path: p}, nil
+}
+
+func describe(r *policy.Rule) string {
+	if r.Access != policy.Leveled || r.Level == nil {
+		return r.Access.String()
+	}
+	l := r.Level
+	s := "level " + l.Name
+	if len(l.ACRValues) > 0 {
+		s += fmt.Sprintf("; asks acr_values %v", l.ACRValues)
+	}
+	if l.Claims != "" {
+		s += "; asks claims " + l.Claims
+	}
+	if l.MaxAge > 0 {
+		s += fmt.Sprintf("; max_age %s", l.MaxAge)
+	}
+	if l.Prompt != "" {
+		s += "; prompt " + l.Prompt
+	}
+	for i, alt := range l.SatisfiedBy {
+		s += fmt.Sprintf("\n           satisfied_by[%d]: acr %v amr %v acrs %v", i, alt.ACR, alt.AMR, alt.ACRS)
+	}
+	return s
+}
+
+// gateway is a running stepgate: the public handler and its two servers.
+type gateway struct {
+	handler *proxy.Handler
+	public  *http.Server
+	admin   *http.Server
+}
+
+// newGateway wires a validated configuration into servers. now is the
+// gateway's clock; tests pass their own. Discovery of the
+// IdP happens in the background (see serve), so a slow IdP delays readiness,
+// not start-up.
+func newGateway(cfg *config.Config, logger *slog.Logger, now func() time.Time) (*gateway, oidc.Config, error) {
+	table, err := policy.NewTable(cfg.Routes, cfg.Default, policy.TableOptions{CaseInsensitivePaths: cfg.CaseInsensitivePaths})
+	if err != nil {
+		return nil, oidc.Config{}, err
+	}
+	store, err := session.New(session.Config{
+		Secrets:  cfg.Session.Secrets,
+		Lifetime: cfg.Session.Lifetime,
+		Secure:   cfg.PublicURL.Scheme == "https",
+	})
+	if err != nil {
+		return nil, oidc.Config{}, err
+	}
+	h, err := proxy.New(proxy.Config{
+		Table:           table,
+		PathOptions:     policy.PathOptions{StripPathParams: cfg.StripPathParams},
+		Levels:          cfg.Levels,
+		Sessions:        store,
+		Upstream:        cfg.Upstream,
+		PublicURL:       cfg.PublicURL,
+		IdentityHeaders: cfg.IdentityHeaders,
+		TrustedProxies:  cfg.TrustedProxies,
+		Logger:          logger,
+		Now:             now,
+	})
+	if err != nil {
+		return nil, oidc.Config{}, err
+	}
+	oc := oidc.Config{
+		Issuer:       cfg.OIDC.Issuer,
+		ClientID:     cfg.OIDC.ClientID,
+		ClientSecret: cfg.OIDC.ClientSecret,
+		RedirectURL:  cfg.PublicURL.String() + "/.stepgate/callback",
+		Scopes:       cfg.OIDC.Scopes,
+	}
+	return &gateway{
+		handler: h,
+		public:  newServer(cfg.Listen, h),
+		admin:   newServer(cfg.AdminListen, proxy.Admin(h)),
+	}, oc, nil
+}
+
+// newServer sets every server limit deliberately. There is no WriteTimeout
+// or ReadTimeout: downloads, uploads and websockets may be long, and the
+// upstream transport bounds the wait for its answer.
+func newServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10, // a cookie bomb gets 431, never a pass-through
+	}
+}
+
+func serve(ctx context.Context, path string, stderr io.Writer) int {
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	for _, w := range config.Warnings(cfg) {
+		logger.Warn("config", "warning", w)
+	}
+	g, oc, err := newGateway(cfg, logger, time.Now)
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	return g.run(ctx, oc, logger)
+}
+
+// run serves until ctx ends, then drains in-flight requests.
+func (g *gateway) run(ctx context.Context, oc oidc.Config, logger *slog.Logger) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		c, err := oidc.Dial(ctx, oc, func(err error, wait time.Duration) {
+			logger.Warn("identity provider discovery failed; retrying", "issuer", oc.Issuer, "err", err, "retry_in", wait)
+		})
+		if err != nil {
+			return // ctx ended
+		}
+		g.handler.SetOIDC(c)
+		logger.Info("identity provider ready", "issuer", oc.Issuer)
+	}()
+
+	errc := make(chan error, 2)
+	for _, s := range []*http.Server{g.public, g.admin} {
+		go func() {
+			logger.Info("listening", "addr", s.Addr)
+			if err := s.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	select {
+	case err := <-errc:
+		logger.Error("server failed", "err", err)
+		return 1
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down; draining in-flight requests")
+	shutCtx, done := context.WithTimeout(context.Background(), 30*time.Second)
+	defer done()
+	code := 0
+	for _, s := range []*http.Server{g.public, g.admin} {
+		if err := s.Shutdown(shutCtx); err != nil {
+			logger.Error("shutdown", "err", err)
+			code = 1
+		}
+	}
+	return code
+}

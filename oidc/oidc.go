@@ -1,0 +1,279 @@
+// Package oidc is stepgate's relying party: it discovers the OpenID provider,
+// builds authorization requests (code flow, PKCE S256, nonce, and the step-up
+// parameters of a policy.Level) and turns an authorization code into verified
+// policy.Facts.
+//
+// go-oidc verifies the ID token's signature, iss, aud and exp. Everything it
+// leaves to the caller (OIDC Core §3.1.3.7: nonce, azp, iat, auth_time) is
+// checked in Exchange, and so is what matters for step-up: the returned claims,
+// never the requested ones, must satisfy the level, and a step-up must come
+// back as the same iss+sub as the session it started from.
+package oidc
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/stepgate/stepgate/policy"
+)
+
+// Config describes the OpenID provider and stepgate's registration with it.
+type Config struct {
+	Issuer, ClientID, ClientSecret string
+	RedirectURL                    string   // public_url + "/.stepgate/callback"
+	Scopes                         []string // "openid" first
+	HTTPClient                     *http.Client
+	Now                            func() time.Time // optional clock (tests)
+}
+
+// defaultHTTPTimeout bounds discovery, JWKS and token calls when the caller
+// gives no client: go-oidc fetches keys on a background context, so without
+// a timeout one hung JWKS request would stall every later verification.
+const defaultHTTPTimeout = 10 * time.Second
+
+// Client talks to one OpenID provider. It is safe for concurrent use.
+type Client struct {
+	oauth2     oauth2.Config
+	verifier   *gooidc.IDTokenVerifier
+	httpClient *http.Client
+	now        func() time.Time
+	endSession *url.URL // nil when the provider advertises none
+}
+
+// asymmetricAlgs are the only ID token signing algorithms stepgate accepts.
+// HS* would be keyed with the client secret (or, in the classic confusion
+// attack, with the public key) and "none" is no signature at all.
+var asymmetricAlgs = []string{
+	gooidc.RS256, gooidc.RS384, gooidc.RS512,
+	gooidc.PS256, gooidc.PS384, gooidc.PS512,
+	gooidc.ES256, gooidc.ES384, gooidc.ES512,
+	gooidc.EdDSA,
+}
+
+// New makes one discovery attempt against cfg.Issuer and returns a Client.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return discover(ctx, cfg)
+}
+
+// Dial is New with retries: while discovery fails it waits with exponential
+// backoff (250ms doubling to 30s, jittered) and tries again, until it succeeds
+// or ctx is done. onRetry, if not nil, is told each failure and the wait
+// before the next attempt. A configuration error is returned at once.
+func Dial(ctx context.Context, cfg Config, onRetry func(err error, wait time.Duration)) (*Client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	const first, ceiling = 250 * time.Millisecond, 30 * time.Second
+	backoff := first
+	for attempt := 1; ; attempt++ {
+		c, err := discover(ctx, cfg)
+		if err == nil {
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("oidc: gave up after %d discovery attempts: %w; last error: %w", attempt, ctx.Err(), err)
+		}
+		// Half fixed, half random, so restarted replicas spread out.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		if onRetry != nil {
+			onRetry(err, wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("oidc: gave up after %d discovery attempts: %w; last error: %w", attempt, ctx.Err(), err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, ceiling)
+	}
+}
+
+func (cfg *Config) validate() error {
+	var missing []string
+	for _, f := range []struct{ name, v string }{
+		{"issuer", cfg.Issuer}, {"client_id", cfg.ClientID}, {"redirect_url", cfg.RedirectURL},
+	} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("oidc: config: missing %s", strings.Join(missing, ", "))
+	}
+	if len(cfg.Scopes) == 0 || cfg.Scopes[0] != "openid" {
+		return fmt.Errorf("oidc: config: scopes must start with \"openid\", got %q", cfg.Scopes)
+	}
+	return nil
+}
+
+// providerMeta is what stepgate reads from the discovery document beyond
+// what go-oidc exposes.
+type providerMeta struct {
+	AuthURL    string   `json:"authorization_endpoint"`
+	TokenURL   string   `json:"token_endpoint"`
+	JWKSURL    string   `json:"jwks_uri"`
+	Algs       []string `json:"id_token_signing_alg_values_supported"`
+	EndSession string   `json:"end_session_endpoint"`
+	AuthMeths  []string `json:"token_endpoint_auth_methods_supported"`
+}
+
+func discover(ctx context.Context, cfg Config) (*Client, error) {
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: defaultHTTPTimeout}
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	p, err := gooidc.NewProvider(gooidc.ClientContext(ctx, hc), cfg.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: discovery at %q: %w", cfg.Issuer, err)
+	}
+	var m providerMeta
+	if err := p.Claims(&m); err != nil {
+		return nil, fmt.Errorf("oidc: discovery at %q: %w", cfg.Issuer, err)
+	}
+	if m.AuthURL == "" || m.TokenURL == "" || m.JWKSURL == "" {
+		return nil, fmt.Errorf("oidc: discovery at %q: want authorization_endpoint, token_endpoint and jwks_uri, got %q, %q, %q",
+			cfg.Issuer, m.AuthURL, m.TokenURL, m.JWKSURL)
+	}
+	algs, err := signingAlgs(m.Algs)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: discovery at %q: %w", cfg.Issuer, err)
+	}
+	endpoint := p.Endpoint()
+	if endpoint.AuthStyle, err = authStyle(m.AuthMeths, cfg.ClientSecret); err != nil {
+		return nil, fmt.Errorf("oidc: discovery at %q: %w", cfg.Issuer, err)
+	}
+	c := &Client{
+		oauth2: oauth2.Config{
+			ClientID:     cfg.ClientID,
+			ClientSecret: cfg.ClientSecret,
+			Endpoint:     endpoint,
+			RedirectURL:  cfg.RedirectURL,
+			Scopes:       slices.Clone(cfg.Scopes),
+		},
+		verifier: p.Verifier(&gooidc.Config{
+			ClientID:             cfg.ClientID,
+			SupportedSigningAlgs: algs,
+			Now:                  now,
+		}),
+		httpClient: hc,
+		now:        now,
+	}
+	if m.EndSession != "" {
+		u, err := url.Parse(m.EndSession)
+		if err != nil || !u.IsAbs() {
+			return nil, fmt.Errorf("oidc: discovery at %q: end_session_endpoint %q is not an absolute URL", cfg.Issuer, m.EndSession)
+		}
+		c.endSession = u
+	}
+	return c, nil
+}
+
+// signingAlgs pins the verifier to the asymmetric algorithms the provider
+// advertises. Discovery requires the list and requires RS256 in it, so an
+// absent list means RS256; a list with nothing usable is a misconfigured
+// provider, and we refuse rather than guess.
+func signingAlgs(advertised []string) ([]string, error) {
+	if len(advertised) == 0 {
+		return []string{gooidc.RS256}, nil
+	}
+	var algs []string
+	for _, a := range advertised {
+		if slices.Contains(asymmetricAlgs, a) {
+			algs = append(algs, a)
+		}
+	}
+	if len(algs) == 0 {
+		return nil, fmt.Errorf("id_token_signing_alg_values_supported: want an asymmetric algorithm such as RS256, got %q", advertised)
+	}
+	return algs, nil
+}
+
+// authStyle picks how the client authenticates at the token endpoint.
+// oauth2's default auto-detection retries a failed exchange with the other
+// style, which presents the code twice and hides the first error behind
+// "code already used"; discovery tells us the answer instead. An absent list
+// means client_secret_basic (Discovery §3).
+func authStyle(methods []string, secret string) (oauth2.AuthStyle, error) {
+	switch {
+	case secret == "":
+		return oauth2.AuthStyleInParams, nil // public client: client_id in the body
+	case len(methods) == 0 || slices.Contains(methods, "client_secret_basic"):
+		return oauth2.AuthStyleInHeader, nil
+	case slices.Contains(methods, "client_secret_post"):
+		return oauth2.AuthStyleInParams, nil
+	}
+	return 0, fmt.Errorf("token_endpoint_auth_methods_supported: want client_secret_basic or client_secret_post, got %q", methods)
+}
+
+// AuthRequest is one round trip to the provider. State, Nonce and Verifier
+// MUST be fresh random values for every request (the caller keeps them, with
+// Level, server-side until the callback).
+type AuthRequest struct {
+	State, Nonce, Verifier string
+	Level                  *policy.Level // nil for a plain login
+	LoginHint              string        // on step-up: the current user
+}
+
+// AuthCodeURL returns the authorization endpoint URL for a: code flow with
+// PKCE S256 and a nonce, plus the level's acr_values, claims, max_age and
+// prompt (OIDC Core §3.1.2.1, §5.5). These are requests only; Exchange judges
+// what comes back.
+func (c *Client) AuthCodeURL(a AuthRequest) string {
+	opts := []oauth2.AuthCodeOption{
+		oauth2.S256ChallengeOption(a.Verifier),
+		gooidc.Nonce(a.Nonce),
+	}
+	if l := a.Level; l != nil {
+		if len(l.ACRValues) > 0 {
+			opts = append(opts, oauth2.SetAuthURLParam("acr_values", strings.Join(l.ACRValues, " ")))
+		}
+		if l.Claims != "" {
+			opts = append(opts, oauth2.SetAuthURLParam("claims", l.Claims))
+		}
+		if l.MaxAge > 0 {
+			opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(int64(l.MaxAge/time.Second), 10)))
+		}
+		if l.Prompt != "" {
+			opts = append(opts, oauth2.SetAuthURLParam("prompt", l.Prompt))
+		}
+	}
+	if a.LoginHint != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("login_hint", a.LoginHint))
+	}
+	return c.oauth2.AuthCodeURL(a.State, opts...)
+}
+
+// EndSessionURL returns the provider's RP-initiated logout URL, sending the
+// user back to postLogoutRedirect (if not empty) afterwards, or "" when the
+// provider advertises no end_session_endpoint.
+func (c *Client) EndSessionURL(postLogoutRedirect string) string {
+	if c.endSession == nil {
+		return ""
+	}
+	u := *c.endSession
+	q := u.Query()
+	q.Set("client_id", c.oauth2.ClientID)
+	if postLogoutRedirect != "" {
+		q.Set("post_logout_redirect_uri", postLogoutRedirect)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}

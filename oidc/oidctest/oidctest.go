@@ -1,0 +1,385 @@
+// Package oidctest runs a minimal OpenID provider on 127.0.0.1 for tests.
+//
+// Unlike a real provider it lets the test decide every ID token claim and
+// how the token is signed (wrong key, HS256, alg "none"), so relying-party
+// tests can feed stepgate the crafted bad tokens a real provider never
+// issues. It serves discovery, a JWKS, an authorization endpoint that
+// redirects straight back with a code (no user interaction), and a token
+// endpoint that checks client credentials, redirect_uri and PKCE S256.
+package oidctest
+
+import (
+	"crypto"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Options configure a Server. The zero value is a working provider.
+type Options struct {
+	ClientID, ClientSecret string   // defaults "stepgate" and "stepgate-secret"
+	Subject                string   // sub of issued tokens; default "alice"
+	Algs                   []string // id_token_signing_alg_values_supported; nil means ["RS256"]
+	AuthMethods            []string // token_endpoint_auth_methods_supported; nil means basic and post
+	EndSession             bool     // advertise end_session_endpoint
+	FailDiscovery          int      // answer 503 to the first FailDiscovery discovery requests
+	Now                    func() time.Time
+}
+
+// Token controls how the token endpoint builds its answers.
+type Token struct {
+	// Claims edits the default claims before signing; delete a key to omit
+	// the claim. The defaults are iss, sub, aud, exp (+5m), iat, auth_time
+	// (both now), nonce and acr (the first acr_values) as the authorization
+	// request asked, amr ["pwd"] and email.
+	Claims func(c map[string]any)
+	// Header edits the JOSE header ({"alg", "kid", "typ"}) before signing.
+	Header func(h map[string]any)
+	// Alg is "RS256" (default), "HS256" (keyed with the DER public key, the
+	// classic algorithm-confusion attack) or "none" (empty signature).
+	Alg string
+	// Key signs RS256 tokens; nil means Server.Key, the key in the JWKS.
+	Key *rsa.PrivateKey
+	// OmitIDToken leaves id_token out of the token response.
+	OmitIDToken bool
+}
+
+// Server is a running test provider. Its URL is the issuer.
+type Server struct {
+	URL                    string
+	ClientID, ClientSecret string
+	Key                    *rsa.PrivateKey // published in the JWKS as kid KeyID
+	KeyID                  string
+
+	opts Options
+	mu   sync.Mutex
+	next Token
+	// discoveryHits counts discovery requests, for FailDiscovery.
+	discoveryHits int
+	codes         map[string]authorization
+}
+
+// authorization is what the authorization endpoint remembers for a code.
+type authorization struct {
+	redirectURI, challenge, nonce string
+	acrValues                     []string
+}
+
+// NewServer starts a provider that stops when the test ends.
+func NewServer(t testing.TB, opts Options) *Server {
+	t.Helper()
+	if opts.ClientID == "" {
+		opts.ClientID = "stepgate"
+	}
+	if opts.ClientSecret == "" {
+		opts.ClientSecret = "stepgate-secret"
+	}
+	if opts.Subject == "" {
+		opts.Subject = "alice"
+	}
+	if opts.Algs == nil {
+		opts.Algs = []string{"RS256"}
+	}
+	if opts.AuthMethods == nil {
+		opts.AuthMethods = []string{"client_secret_basic", "client_secret_post"}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{
+		ClientID:     opts.ClientID,
+		ClientSecret: opts.ClientSecret,
+		Key:          NewKey(t),
+		KeyID:        "test-key-1",
+		opts:         opts,
+		codes:        map[string]authorization{},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", s.discovery)
+	mux.HandleFunc("GET /jwks", s.jwks)
+	mux.HandleFunc("GET /authorize", s.authorize)
+	mux.HandleFunc("POST /token", s.token)
+	mux.HandleFunc("GET /logout", func(w http.ResponseWriter, r *http.Request) {})
+	ts := httptest.NewServer(mux) // listens on 127.0.0.1
+	t.Cleanup(ts.Close)
+	s.URL = ts.URL
+	return s
+}
+
+var sharedKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) })
+
+// NewKey returns an RSA key. The first call generates it and later calls
+// reuse it, because generation is slow under -race; use rsa.GenerateKey for
+// a key that must differ from the published one.
+func NewKey(t testing.TB) *rsa.PrivateKey {
+	t.Helper()
+	k, err := sharedKey()
+	if err != nil {
+		t.Fatalf("oidctest: generating RSA key: %v", err)
+	}
+	return k
+}
+
+// SetToken sets how later token responses are built.
+func (s *Server) SetToken(tok Token) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next = tok
+}
+
+// Login plays the browser: it follows authURL to the authorization endpoint
+// and returns the code from the redirect back to the relying party, after
+// checking that the state came back unchanged.
+func (s *Server) Login(t testing.TB, authURL string) (code string) {
+	t.Helper()
+	u, err := url.Parse(authURL)
+	if err != nil {
+		t.Fatalf("oidctest: auth URL: %v", err)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(authURL)
+	if err != nil {
+		t.Fatalf("oidctest: authorize: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("oidctest: authorize: got status %d; want 302", resp.StatusCode)
+	}
+	back, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatalf("oidctest: authorize redirect: %v", err)
+	}
+	q := back.Query()
+	if got, want := q.Get("state"), u.Query().Get("state"); got != want {
+		t.Fatalf("oidctest: state came back as %q; want %q", got, want)
+	}
+	return q.Get("code")
+}
+
+func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.discoveryHits++
+	fail := s.discoveryHits <= s.opts.FailDiscovery
+	s.mu.Unlock()
+	if fail {
+		http.Error(w, "starting up", http.StatusServiceUnavailable)
+		return
+	}
+	doc := map[string]any{
+		"issuer":                                s.URL,
+		"authorization_endpoint":                s.URL + "/authorize",
+		"token_endpoint":                        s.URL + "/token",
+		"jwks_uri":                              s.URL + "/jwks",
+		"response_types_supported":              []string{"code"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": s.opts.Algs,
+		"code_challenge_methods_supported":      []string{"S256"},
+		"token_endpoint_auth_methods_supported": s.opts.AuthMethods,
+	}
+	if s.opts.EndSession {
+		doc["end_session_endpoint"] = s.URL + "/logout"
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	pub := s.Key.PublicKey
+	writeJSON(w, http.StatusOK, map[string]any{"keys": []map[string]any{{
+		"kty": "RSA",
+		"use": "sig",
+		"alg": "RS256",
+		"kid": s.KeyID,
+		"n":   b64(pub.N.Bytes()),
+		"e":   b64(big.NewInt(int64(pub.E)).Bytes()),
+	}}})
+}
+
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	switch {
+	case q.Get("client_id") != s.ClientID:
+		http.Error(w, "unknown client_id", http.StatusBadRequest)
+		return
+	case q.Get("response_type") != "code":
+		http.Error(w, "response_type must be code", http.StatusBadRequest)
+		return
+	case q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "":
+		http.Error(w, "PKCE S256 required", http.StatusBadRequest)
+		return
+	}
+	back, err := url.Parse(q.Get("redirect_uri"))
+	if err != nil || !back.IsAbs() {
+		http.Error(w, "bad redirect_uri", http.StatusBadRequest)
+		return
+	}
+	code := rand.Text()
+	s.mu.Lock()
+	s.codes[code] = authorization{
+		redirectURI: q.Get("redirect_uri"),
+		challenge:   q.Get("code_challenge"),
+		nonce:       q.Get("nonce"),
+		acrValues:   strings.Fields(q.Get("acr_values")),
+	}
+	s.mu.Unlock()
+	bq := back.Query()
+	bq.Set("code", code)
+	bq.Set("state", q.Get("state"))
+	bq.Set("iss", s.URL) // RFC 9207
+	back.RawQuery = bq.Encode()
+	http.Redirect(w, r, back.String(), http.StatusFound)
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, "invalid_request", "bad form")
+		return
+	}
+	// Accept only the client authentication methods advertised.
+	id, secret, basic := r.BasicAuth()
+	method := "client_secret_basic"
+	if basic {
+		id, _ = url.QueryUnescape(id)
+		secret, _ = url.QueryUnescape(secret)
+	} else {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+		method = "client_secret_post"
+	}
+	if id != s.ClientID || secret != s.ClientSecret || !slices.Contains(s.opts.AuthMethods, method) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
+		return
+	}
+	if r.PostForm.Get("grant_type") != "authorization_code" {
+		oauthError(w, "unsupported_grant_type", "")
+		return
+	}
+	s.mu.Lock()
+	a, found := s.codes[r.PostForm.Get("code")]
+	delete(s.codes, r.PostForm.Get("code")) // codes are single use
+	tok := s.next
+	s.mu.Unlock()
+	switch {
+	case !found:
+		oauthError(w, "invalid_grant", "unknown or used code")
+		return
+	case r.PostForm.Get("redirect_uri") != a.redirectURI:
+		oauthError(w, "invalid_grant", "redirect_uri differs from the authorization request")
+		return
+	case s256(r.PostForm.Get("code_verifier")) != a.challenge:
+		oauthError(w, "invalid_grant", "PKCE verification failed")
+		return
+	}
+	resp := map[string]any{"access_token": rand.Text(), "token_type": "Bearer", "expires_in": 300}
+	if !tok.OmitIDToken {
+		idt, err := s.idToken(a, tok)
+		if err != nil {
+			oauthError(w, "server_error", err.Error())
+			return
+		}
+		resp["id_token"] = idt
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) idToken(a authorization, tok Token) (string, error) {
+	now := s.opts.Now().Unix()
+	claims := map[string]any{
+		"iss":       s.URL,
+		"sub":       s.opts.Subject,
+		"aud":       s.ClientID,
+		"exp":       now + 300,
+		"iat":       now,
+		"auth_time": now,
+		"amr":       []string{"pwd"},
+		"email":     s.opts.Subject + "@example.test",
+	}
+	if a.nonce != "" {
+		claims["nonce"] = a.nonce
+	}
+	if len(a.acrValues) > 0 {
+		claims["acr"] = a.acrValues[0] // an obliging provider
+	}
+	if tok.Claims != nil {
+		tok.Claims(claims)
+	}
+	alg := tok.Alg
+	if alg == "" {
+		alg = "RS256"
+	}
+	header := map[string]any{"alg": alg, "kid": s.KeyID, "typ": "JWT"}
+	if tok.Header != nil {
+		tok.Header(header)
+	}
+	key := tok.Key
+	if key == nil {
+		key = s.Key
+	}
+	return Sign(header, claims, key)
+}
+
+// Sign returns the compact JWS of claims under header, signed as
+// header["alg"] says: RS256 with key, HS256 keyed with key's DER-encoded
+// public key, or "none" with an empty signature.
+func Sign(header, claims map[string]any, key *rsa.PrivateKey) (string, error) {
+	h, err := json.Marshal(header)
+	if err != nil {
+		return "", err
+	}
+	p, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	input := b64(h) + "." + b64(p)
+	var sig []byte
+	switch alg := header["alg"]; alg {
+	case "RS256":
+		sum := sha256.Sum256([]byte(input))
+		if sig, err = rsa.SignPKCS1v15(nil, key, crypto.SHA256, sum[:]); err != nil {
+			return "", err
+		}
+	case "HS256":
+		der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+		if err != nil {
+			return "", err
+		}
+		m := hmac.New(sha256.New, der)
+		m.Write([]byte(input))
+		sig = m.Sum(nil)
+	case "none":
+	default:
+		return "", fmt.Errorf("oidctest: cannot sign with alg %v", alg)
+	}
+	return input + "." + b64(sig), nil
+}
+
+func s256(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return b64(sum[:])
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func oauthError(w http.ResponseWriter, code, desc string) {
+	writeJSON(w, http.StatusBadRequest, map[string]string{"error": code, "error_description": desc})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

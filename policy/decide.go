@@ -1,0 +1,126 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Decide reports what the gateway must do with a request that matched r,
+// given the facts of the caller's session (nil or unauthenticated when there
+// is none) at time now (DESIGN.md §3). It performs no I/O.
+//
+// Public rules allow, deny rules deny. Authenticated rules need a session.
+// Leveled rules need a session whose facts satisfy the level now: without a
+// session the answer is Login with the level already set, so that a first
+// login asks the IdP for it directly (one trip, not two); with a weaker or
+// older session it is StepUp. A nil rule, an invalid Access and a Leveled
+// rule without a level are Deny: every doubt fails closed.
+func Decide(r *Rule, f *Facts, now time.Time) Decision {
+	if r == nil {
+		return Decision{Action: Deny, Reason: "no rule"}
+	}
+	switch r.Access {
+	case Public:
+		return Decision{Action: Allow, Reason: fmt.Sprintf("rule %q: public", r.Name)}
+	case Denied:
+		return Decision{Action: Deny, Reason: fmt.Sprintf("rule %q: denied by route", r.Name)}
+	case Authenticated:
+		if !f.Authenticated() {
+			return Decision{Action: Login, Reason: fmt.Sprintf("rule %q: no session", r.Name)}
+		}
+		return Decision{Action: Allow, Reason: fmt.Sprintf("rule %q: authenticated", r.Name)}
+	case Leveled:
+		l := r.Level
+		if l == nil {
+			return Decision{Action: Deny, Reason: fmt.Sprintf("rule %q: requires a level but has none", r.Name)}
+		}
+		if !f.Authenticated() {
+			return Decision{Action: Login, Level: l, Reason: fmt.Sprintf("rule %q: no session; level %q required", r.Name, l.Name)}
+		}
+		if ok, why := l.Satisfied(f, now); !ok {
+			return Decision{Action: StepUp, Level: l, Reason: fmt.Sprintf("rule %q: level %q not satisfied: %s", r.Name, l.Name, why)}
+		}
+		return Decision{Action: Allow, Reason: fmt.Sprintf("rule %q: level %q satisfied", r.Name, l.Name)}
+	}
+	return Decision{Action: Deny, Reason: fmt.Sprintf("rule %q: invalid access %d", r.Name, int(r.Access))}
+}
+
+// Satisfied reports whether f satisfies l at now and, when it does not, a
+// loggable reason such as `acr "pwd" not in ["urn:mfa"]`.
+//
+// One SatisfiedBy alternative must match, and, when MaxAge is set, auth_time
+// must be present and at most MaxAge (plus ClockSkew) before now. An
+// auth_time more than ClockSkew after now is invalid whatever MaxAge is: a
+// token from the future says the IdP's clock or the token is wrong. Only
+// what the IdP returned counts; what was asked for (ACRValues, Claims) never
+// does. A nil level, a nil or unauthenticated f, and a level with no
+// alternatives are never satisfied.
+func (l *Level) Satisfied(f *Facts, now time.Time) (bool, string) {
+	switch {
+	case l == nil:
+		return false, "no level"
+	case !f.Authenticated():
+		return false, "no session"
+	case len(l.SatisfiedBy) == 0:
+		return false, "level has no satisfied_by alternatives"
+	}
+	if !f.AuthTime.IsZero() && f.AuthTime.After(now.Add(ClockSkew)) {
+		return false, fmt.Sprintf("auth_time %s is more than %s after now %s", stamp(f.AuthTime), ClockSkew, stamp(now))
+	}
+	var why []string
+	matched := false
+	for _, alt := range l.SatisfiedBy {
+		ok, reason := alt.match(f)
+		if ok {
+			matched = true
+			break
+		}
+		why = append(why, reason)
+	}
+	if !matched {
+		return false, strings.Join(why, "; ")
+	}
+	if l.MaxAge > 0 {
+		if f.AuthTime.IsZero() {
+			return false, fmt.Sprintf("no auth_time, but max_age %s needs one", l.MaxAge)
+		}
+		if now.Sub(f.AuthTime) > l.MaxAge+ClockSkew {
+			return false, fmt.Sprintf("auth_time %s older than max_age %s (now %s)", stamp(f.AuthTime), l.MaxAge, stamp(now))
+		}
+	}
+	return true, ""
+}
+
+// match reports whether f meets every non-empty field of a, and if not, why.
+func (a Alternative) match(f *Facts) (bool, string) {
+	if len(a.ACR) == 0 && len(a.AMR) == 0 && len(a.ACRS) == 0 {
+		return false, "empty alternative matches nothing"
+	}
+	var why []string
+	// "0" is OIDC Core's "does not meet ISO/IEC 29115 level 1": never a
+	// proof of anything, even when an operator lists it.
+	if len(a.ACR) > 0 && (f.ACR == "" || f.ACR == "0" || !slices.Contains(a.ACR, f.ACR)) {
+		why = append(why, fmt.Sprintf("acr %q not in %q", f.ACR, a.ACR))
+	}
+	if len(a.AMR) > 0 && !anyListed(f.AMR, a.AMR) {
+		why = append(why, fmt.Sprintf("amr %q has none of %q", f.AMR, a.AMR))
+	}
+	if len(a.ACRS) > 0 && !anyListed(f.ACRS, a.ACRS) {
+		why = append(why, fmt.Sprintf("acrs %q has none of %q", f.ACRS, a.ACRS))
+	}
+	return len(why) == 0, strings.Join(why, " and ")
+}
+
+// anyListed reports whether some non-empty element of got is in want.
+func anyListed(got, want []string) bool {
+	for _, g := range got {
+		if g != "" && slices.Contains(want, g) {
+			return true
+		}
+	}
+	return false
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

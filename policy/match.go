@@ -1,0 +1,473 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// TableOptions mirror routes.yaml's matching switches.
+type TableOptions struct {
+	// CaseInsensitivePaths matches paths without regard to ASCII case, for
+	// upstreams (IIS, .NET) that serve /ADMIN as /admin (THREATS.md A9).
+	CaseInsensitivePaths bool
+}
+
+// Table is a compiled route table. Match returns the first rule in file
+// order that matches a request, whatever the number of rules: rules are
+// indexed by host and by path segment, so a lookup costs about the same for
+// ten rules as for ten thousand.
+//
+// Paths are compared in their canonical form with the escapes that remain
+// after CanonicalPath decoded ("%3A" and ":" are the same to a glob or a
+// regex): those escapes can no longer change the segment structure, and the
+// backends stepgate guards decode them too, so "/v1/pay%3Aexec" cannot slip
+// past a rule written for "/v1/pay:exec".
+//
+// A Table is safe for concurrent use.
+type Table struct {
+	rules []Rule
+	def   Rule
+	ci    bool
+
+	exact map[string]*node // by exact host pattern
+	wild  map[string]*node // by ".example.com" for "*.example.com"
+	any   *node            // rules without a host
+	regex []regexRule      // path_regex rules, in file order
+}
+
+// node is one step of the segment trie of one host pattern.
+type node struct {
+	lit   map[string]*node // literal segment (decoded, lower-cased when case-insensitive)
+	star  *node            // "*": exactly one segment
+	dstar *node            // "**": zero or more segments
+	end   []int            // rules whose glob ends here, ascending
+	min   int              // smallest rule index in this subtree, for pruning
+}
+
+func newNode() *node { return &node{min: math.MaxInt} }
+
+type regexRule struct {
+	idx  int
+	host string
+	re   *regexp.Regexp
+}
+
+// NewTable compiles rules (in file order; the first match wins) and def, the
+// rule for requests no rule matches. It reports every invalid rule: a bad
+// host pattern, a path glob that is not canonical or puts "*" or "**" inside
+// a segment, an invalid regex, both or neither of Path and PathRegex, an
+// invalid method, an unknown Access, a Leveled rule without a usable Level,
+// and duplicate names.
+func NewTable(rules []Rule, def Rule, opt TableOptions) (*Table, error) {
+	t := &Table{
+		rules: slices.Clone(rules),
+		def:   def,
+		ci:    opt.CaseInsensitivePaths,
+		exact: make(map[string]*node),
+		wild:  make(map[string]*node),
+	}
+	var errs []error
+	seen := make(map[string]int)
+	for i := range t.rules {
+		r := &t.rules[i]
+		r.Methods = slices.Clone(r.Methods)
+		if err := t.add(i, r); err != nil {
+			errs = append(errs, fmt.Errorf("policy: rules[%d] %q: %w", i, r.Name, err))
+		}
+		if j, ok := seen[r.Name]; ok && r.Name != "" {
+			errs = append(errs, fmt.Errorf("policy: rules[%d] %q: name already used by rules[%d]", i, r.Name, j))
+		}
+		seen[r.Name] = i
+	}
+	if def.Host != "" || def.Path != "" || def.PathRegex != "" || def.Methods != nil {
+		errs = append(errs, errors.New("policy: default rule: must not set host, path, path_regex or methods; it applies to every request no rule matches"))
+	} else if err := checkAccess(&def); err != nil {
+		errs = append(errs, fmt.Errorf("policy: default rule: %w", err))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return t, nil
+}
+
+// add checks r and indexes it as rule i.
+func (t *Table) add(i int, r *Rule) error {
+	if err := checkAccess(r); err != nil {
+		return err
+	}
+	if err := checkMethods(r.Methods); err != nil {
+		return err
+	}
+	if err := checkHostPattern(r.Host); err != nil {
+		return err
+	}
+	switch {
+	case r.Path != "" && r.PathRegex != "":
+		return errors.New("both path and path_regex set; want one")
+	case r.Path == "" && r.PathRegex == "":
+		return errors.New("neither path nor path_regex set; want one")
+	case r.PathRegex != "":
+		re, err := compileRegex(r.PathRegex, t.ci)
+		if err != nil {
+			return err
+		}
+		t.regex = append(t.regex, regexRule{idx: i, host: r.Host, re: re})
+		return nil
+	}
+	segs, err := parseGlob(r.Path)
+	if err != nil {
+		return err
+	}
+	t.root(r.Host).insert(segs, i, t.ci)
+	return nil
+}
+
+func checkAccess(r *Rule) error {
+	switch r.Access {
+	case Public, Authenticated, Denied:
+		if r.Level != nil {
+			return fmt.Errorf("level %q set but require is %s; want no level", r.Level.Name, r.Access)
+		}
+	case Leveled:
+		if r.Level == nil {
+			return errors.New("require is a level but no level is set")
+		}
+		if len(r.Level.SatisfiedBy) == 0 {
+			return fmt.Errorf("level %q has no satisfied_by alternatives; it could never be met", r.Level.Name)
+		}
+	default:
+		return fmt.Errorf("unknown access %d; want public, authenticated, deny or a level", int(r.Access))
+	}
+	return nil
+}
+
+func checkMethods(ms []string) error {
+	if ms != nil && len(ms) == 0 {
+		return errors.New("methods is an empty list; omit it to match every method")
+	}
+	for _, m := range ms {
+		if _, err := CanonicalMethod(m); err != nil {
+			return fmt.Errorf("method %q: want an upper-case method other than CONNECT, TRACE and TRACK", m)
+		}
+	}
+	return nil
+}
+
+func checkHostPattern(h string) error {
+	if h == "" {
+		return nil
+	}
+	exact := strings.TrimPrefix(h, "*.")
+	if c, err := CanonicalHost(exact); err != nil || c != exact || strings.HasPrefix(c, "[") && exact != h {
+		return fmt.Errorf("host %q: want a lower-case host name without trailing dot or default port, or *.domain", h)
+	}
+	return nil
+}
+
+func compileRegex(expr string, ci bool) (*regexp.Regexp, error) {
+	// (?s) so that "." spans every byte (THREATS.md A17); anchored on both
+	// ends so that it judges the whole path and nothing else (A16).
+	flags := "(?s)"
+	if ci {
+		flags = "(?si)"
+	}
+	re, err := regexp.Compile(flags + "^(?:" + expr + ")$")
+	if err != nil {
+		return nil, fmt.Errorf("path_regex %q: %w", expr, err)
+	}
+	return re, nil
+}
+
+// glob segment kinds
+const (
+	litSeg = iota
+	starSeg
+	dstarSeg
+)
+
+type globSeg struct {
+	kind int
+	lit  string // canonical escaped text of a literal segment
+}
+
+// parseGlob splits a path glob into segments. The glob must be a canonical
+// path, so that its literals compare with canonical requests; a trailing
+// slash is ignored, as it is for requests.
+func parseGlob(p string) ([]globSeg, error) {
+	c, err := CanonicalPath(p, PathOptions{})
+	if err != nil {
+		var rej *Rejection
+		errors.As(err, &rej)
+		return nil, fmt.Errorf("path %q: %s", p, rej.Reason)
+	}
+	if c != p {
+		return nil, fmt.Errorf("path %q is not canonical; write %q", p, c)
+	}
+	var segs []globSeg
+	for i := 0; ; {
+		seg, next := nextSeg(p, i)
+		if next < 0 {
+			return segs, nil
+		}
+		switch {
+		case seg == "**":
+			segs = append(segs, globSeg{kind: dstarSeg})
+		case seg == "*":
+			segs = append(segs, globSeg{kind: starSeg})
+		case strings.IndexByte(seg, '*') >= 0:
+			return nil, fmt.Errorf(`path %q: "*" and "**" must be whole segments`, p)
+		default:
+			segs = append(segs, globSeg{kind: litSeg, lit: seg})
+		}
+		i = next
+	}
+}
+
+// root returns the trie for a host pattern, creating it.
+func (t *Table) root(host string) *node {
+	if host == "" {
+		if t.any == nil {
+			t.any = newNode()
+		}
+		return t.any
+	}
+	m, key := t.exact, host
+	if strings.HasPrefix(host, "*.") {
+		m, key = t.wild, host[1:]
+	}
+	n := m[key]
+	if n == nil {
+		n = newNode()
+		m[key] = n
+	}
+	return n
+}
+
+func (n *node) insert(segs []globSeg, idx int, ci bool) {
+	for _, s := range segs {
+		n.min = min(n.min, idx)
+		var next **node
+		switch s.kind {
+		case starSeg:
+			next = &n.star
+		case dstarSeg:
+			next = &n.dstar
+		default:
+			if n.lit == nil {
+				n.lit = make(map[string]*node)
+			}
+			key := matchKey(s.lit, ci)
+			c := n.lit[key]
+			if c == nil {
+				c = newNode()
+				n.lit[key] = c
+			}
+			n = c
+			continue
+		}
+		if *next == nil {
+			*next = newNode()
+		}
+		n = *next
+	}
+	n.min = min(n.min, idx)
+	n.end = append(n.end, idx)
+}
+
+// matchKey is the form of a canonical path that globs and regexes see: the
+// escapes CanonicalPath kept, decoded, and lower-cased when ci. Only bytes
+// that cannot change the segment structure are decoded, so even a
+// non-canonical path keeps its "%2F" and "%25".
+func matchKey(p string, ci bool) string {
+	if strings.IndexByte(p, '%') >= 0 {
+		b := make([]byte, 0, len(p))
+		for i := 0; i < len(p); i++ {
+			if p[i] == '%' && i+2 < len(p) && unhex(p[i+1]) >= 0 && unhex(p[i+2]) >= 0 {
+				if v := unhex(p[i+1])<<4 | unhex(p[i+2]); v < len(class) && class[v] != refused {
+					b = append(b, byte(v))
+					i += 2
+					continue
+				}
+			}
+			b = append(b, p[i])
+		}
+		p = string(b)
+	}
+	if ci {
+		p = strings.ToLower(p) // returns p itself when there is nothing to lower
+	}
+	return p
+}
+
+// nextSeg returns the segment of p that starts at or after i, skipping
+// slashes, and the offset just past it; next is -1 when no segment is left.
+// A trailing slash therefore adds no segment: /a/ matches like /a.
+func nextSeg(p string, i int) (seg string, next int) {
+	for i < len(p) && p[i] == '/' {
+		i++
+	}
+	if i >= len(p) {
+		return "", -1
+	}
+	j := strings.IndexByte(p[i:], '/')
+	if j < 0 {
+		return p[i:], len(p)
+	}
+	return p[i : i+j], i + j
+}
+
+// Match returns the first rule, in file order, that matches r, or the
+// default rule when none does. It is never nil for a table built by
+// NewTable. r must come from Canonical (or the Canonical* functions); the
+// returned rule belongs to t and must not be modified.
+//
+// A rule matches when its host pattern matches r.Host (a pattern without a
+// port matches the host on any port; "*.example.com" matches one or more
+// labels below example.com, never example.com itself), one of its methods is
+// r.Method (a rule that lists GET also matches HEAD, THREATS.md E39), and its
+// glob or regex matches r.Path.
+func (t *Table) Match(r Request) *Rule {
+	if t == nil {
+		return nil
+	}
+	m := matcher{rules: t.rules, path: matchKey(r.Path, t.ci), method: r.Method}
+	best := len(t.rules)
+	name, hasPort := splitHostPort(r.Host)
+	if n := t.exact[r.Host]; n != nil {
+		best = m.walk(n, 0, best)
+	}
+	if hasPort {
+		if n := t.exact[name]; n != nil {
+			best = m.walk(n, 0, best)
+		}
+	}
+	if len(t.wild) > 0 {
+		for i := 1; i < len(name); i++ {
+			if name[i] != '.' {
+				continue
+			}
+			if n := t.wild[name[i:]]; n != nil {
+				best = m.walk(n, 0, best)
+			}
+			if !hasPort {
+				continue
+			}
+			if n := t.wild[r.Host[i:]]; n != nil { // a pattern with this port
+				best = m.walk(n, 0, best)
+			}
+		}
+	}
+	if t.any != nil {
+		best = m.walk(t.any, 0, best)
+	}
+	// Regexes cannot be indexed; each one runs only while it could still
+	// come first.
+	for _, x := range t.regex {
+		if x.idx >= best {
+			break
+		}
+		if methodMatch(t.rules[x.idx].Methods, r.Method) && hostMatch(x.host, r.Host) && x.re.MatchString(m.path) {
+			best = x.idx
+			break
+		}
+	}
+	if best < len(t.rules) {
+		return &t.rules[best]
+	}
+	return &t.def
+}
+
+// Rules returns a copy of the rules t was built from, in file order.
+func (t *Table) Rules() []Rule { return slices.Clone(t.rules) }
+
+// Default returns the rule for requests no rule matches.
+func (t *Table) Default() *Rule { return &t.def }
+
+type matcher struct {
+	rules  []Rule
+	path   string
+	method string
+}
+
+// walk returns the smallest index below best of a rule in n's subtree that
+// matches the path from offset i on and the method, or best.
+func (m *matcher) walk(n *node, i, best int) int {
+	if n.min >= best {
+		return best
+	}
+	seg, next := nextSeg(m.path, i)
+	if next < 0 {
+		for _, idx := range n.end {
+			if idx >= best {
+				break
+			}
+			if methodMatch(m.rules[idx].Methods, m.method) {
+				best = idx
+				break
+			}
+		}
+	} else {
+		if c := n.lit[seg]; c != nil {
+			best = m.walk(c, next, best)
+		}
+		if n.star != nil {
+			best = m.walk(n.star, next, best)
+		}
+	}
+	if d := n.dstar; d != nil {
+		// "**" takes zero segments, then one, then two, ...
+		for k := i; k >= 0; {
+			best = m.walk(d, k, best)
+			_, k = nextSeg(m.path, k)
+		}
+	}
+	return best
+}
+
+func methodMatch(ms []string, m string) bool {
+	if ms == nil {
+		return true
+	}
+	for _, x := range ms {
+		if x == m || m == "HEAD" && x == "GET" {
+			return true
+		}
+	}
+	return false
+}
+
+// splitHostPort splits a canonical host into its name and whether a port
+// follows.
+func splitHostPort(h string) (name string, hasPort bool) {
+	if strings.HasPrefix(h, "[") {
+		if end := strings.IndexByte(h, ']'); end >= 0 {
+			return h[:end+1], end+1 < len(h)
+		}
+		return h, false
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		return h[:i], true
+	}
+	return h, false
+}
+
+// hostMatch reports whether the canonical host h matches pattern pat, with
+// the semantics Match describes.
+func hostMatch(pat, h string) bool {
+	if pat == "" {
+		return true
+	}
+	name, hasPort := splitHostPort(h)
+	if suffix, ok := strings.CutPrefix(pat, "*"); ok {
+		target := name
+		if _, p := splitHostPort(suffix); p {
+			target = h
+		}
+		return len(target) > len(suffix) && strings.HasSuffix(target, suffix)
+	}
+	return pat == h || hasPort && pat == name
+}

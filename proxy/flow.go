@@ -1,0 +1,264 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/stepgate/stepgate/oidc"
+	"github.com/stepgate/stepgate/policy"
+	"github.com/stepgate/stepgate/session"
+)
+
+const stepUpFailedMsg = "Additional verification could not be completed, so the request was not sent. Try again, or contact your administrator if this keeps happening."
+
+// serveGateway serves the reserved /.stepgate/ endpoints.
+func (h *Handler) serveGateway(w http.ResponseWriter, r *http.Request, t target, ev *event) {
+	switch t.Path[len(reservedPrefix)-1:] {
+	case "/callback":
+		ev.action = "callback"
+		h.callback(w, r, ev)
+	case "/login":
+		ev.action = "login"
+		h.login(w, r, ev)
+	case "/logout":
+		ev.action = "logout"
+		h.logout(w, r)
+	case "/session":
+		ev.action = "session"
+		h.sessionInfo(w, r, ev)
+	default:
+		fail(w, r, http.StatusNotFound, "not_found", "Not found.")
+	}
+}
+
+// startFlow begins a login (level nil) or a step-up round trip: a fresh
+// state, nonce and PKCE verifier in a sealed pending cookie, then a redirect
+// to the IdP carrying the level's parameters (DESIGN.md §4).
+func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, level *policy.Level, rd string, f *policy.Facts) {
+	c := h.oidc.Load()
+	if c == nil {
+		fail(w, r, http.StatusServiceUnavailable, "unavailable", "Sign-in is not available yet. Try again in a moment.")
+		return
+	}
+	if rd == "" {
+		rd = "/"
+	}
+	name := ""
+	if level != nil {
+		name = level.Name
+	}
+	p, err := session.NewPending(name, rd, h.now())
+	if err != nil {
+		h.log.Error("cannot start login", "err", err)
+		fail(w, r, http.StatusInternalServerError, "internal", "Something went wrong.")
+		return
+	}
+	ar := oidc.AuthRequest{State: p.State, Nonce: p.Nonce, Verifier: p.Verifier, Level: level}
+	kind := "login"
+	if f.Authenticated() {
+		p.Issuer, p.Subject = f.Issuer, f.Subject
+		ar.LoginHint = f.Email
+		if ar.LoginHint == "" {
+			ar.LoginHint = f.Subject
+		}
+		kind = "step_up"
+	}
+	if err := h.sessions.SavePending(w, r, p); err != nil {
+		h.log.Error("cannot save login state", "err", err)
+		fail(w, r, http.StatusInternalServerError, "internal", "Something went wrong.")
+		return
+	}
+	h.audit(kind+"_start", "level", name, "sub", p.Subject)
+	h.metrics.flow(kind, "start")
+	noStore(w)
+	http.Redirect(w, r, c.AuthCodeURL(ar), http.StatusFound)
+}
+
+// callback completes a round trip: the state must match a pending flow of
+// this browser (single use), the code is exchanged and the ID token
+// verified, and only the claims that come back decide (DESIGN.md §4).
+func (h *Handler) callback(w http.ResponseWriter, r *http.Request, ev *event) {
+	w.Header().Set("Referrer-Policy", "no-referrer") // the URL carries the code
+	q := r.URL.Query()
+	p, err := h.sessions.TakePending(w, r, q.Get("state"), h.now())
+	if err != nil {
+		h.audit("callback_failure", "reason", "no matching login state")
+		h.metrics.flow("callback", "bad_state")
+		fail(w, r, http.StatusBadRequest, "invalid_state", "This sign-in link is invalid or has expired. Go back to the page you wanted and try again.")
+		return
+	}
+	kind := "login"
+	if p.Subject != "" {
+		kind = "step_up"
+	}
+	var level *policy.Level
+	if p.Level != "" {
+		if level = h.levels[p.Level]; level == nil {
+			h.audit(kind+"_failure", "reason", "level no longer configured", "level", p.Level)
+			fail(w, r, http.StatusForbidden, "step_up_failed", stepUpFailedMsg)
+			return
+		}
+	}
+	if e := q.Get("error"); e != "" {
+		// The IdP refused (unmet_authentication_requirements, access_denied,
+		// login_required...). The state is consumed; never redirect again.
+		h.audit(kind+"_failure", "level", p.Level, "sub", p.Subject, "reason", "idp error", "error", oauthErrorCode(e))
+		h.metrics.flow(kind, "idp_error")
+		fail(w, r, http.StatusForbidden, "step_up_failed", stepUpFailedMsg)
+		return
+	}
+	c := h.oidc.Load()
+	code := q.Get("code")
+	if c == nil || code == "" {
+		status := http.StatusBadRequest
+		if c == nil {
+			status = http.StatusServiceUnavailable
+		}
+		fail(w, r, status, "invalid_request", "Sign-in could not be completed. Go back to the page you wanted and try again.")
+		return
+	}
+	want := oidc.Expect{Nonce: p.Nonce, Verifier: p.Verifier, Level: level}
+	if p.Subject != "" {
+		want.Session = &policy.Facts{Issuer: p.Issuer, Subject: p.Subject}
+	}
+	f, err := c.Exchange(r.Context(), code, want)
+	var sue *oidc.StepUpError
+	switch {
+	case err == nil:
+	case errors.Is(err, oidc.ErrSubjectMismatch):
+		// Someone completed the step-up as another account: the session
+		// this flow started from can no longer be trusted (THREATS.md §G 55).
+		h.sessions.Clear(w)
+		h.audit(kind+"_failure", "level", p.Level, "sub", p.Subject, "reason", "subject mismatch; session ended")
+		h.metrics.flow(kind, "subject_mismatch")
+		fail(w, r, http.StatusForbidden, "session_ended", "The verification was completed by a different account, so you have been signed out.")
+		return
+	case errors.As(err, &sue):
+		h.audit(kind+"_failure", "level", p.Level, "sub", p.Subject, "reason", sue.Reason)
+		h.metrics.flow(kind, "unsatisfied")
+		fail(w, r, http.StatusForbidden, "step_up_failed", stepUpFailedMsg)
+		return
+	default:
+		h.audit(kind+"_failure", "level", p.Level, "sub", p.Subject, "reason", err.Error())
+		h.metrics.flow(kind, "invalid_token")
+		fail(w, r, http.StatusForbidden, "login_failed", "Sign-in could not be completed. Go back to the page you wanted and try again.")
+		return
+	}
+	if _, err := h.sessions.Save(w, f, h.now()); err != nil {
+		h.log.Error("cannot save session", "err", err)
+		fail(w, r, http.StatusInternalServerError, "internal", "Something went wrong.")
+		return
+	}
+	ev.subject = f.Subject
+	h.audit(kind+"_success", "level", p.Level, "sub", f.Subject, "acr", f.ACR, "amr", f.AMR)
+	h.metrics.flow(kind, "success")
+	rd := localRedirect(p.ReturnTo)
+	if rd == "" {
+		rd = "/"
+	}
+	noStore(w)
+	http.Redirect(w, r, rd, http.StatusFound)
+}
+
+// oauthErrorCode keeps an IdP's error parameter loggable: error codes are
+// short ASCII words (RFC 6749 §4.1.2.1); anything else is not echoed.
+func oauthErrorCode(s string) string {
+	if len(s) > 64 {
+		return "(invalid)"
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c == '_') {
+			return "(invalid)"
+		}
+	}
+	return s
+}
+
+// login starts a login or step-up explicitly: /.stepgate/login?level=NAME&rd=/path.
+// SPAs open the login_url from a 401 body here.
+func (h *Handler) login(w http.ResponseWriter, r *http.Request, ev *event) {
+	q := r.URL.Query()
+	rd := "/"
+	if raw := q.Get("rd"); raw != "" {
+		if rd = localRedirect(raw); rd == "" {
+			fail(w, r, http.StatusBadRequest, "invalid_request", "The return address is not a local page.")
+			return
+		}
+	}
+	var level *policy.Level
+	if name := q.Get("level"); name != "" {
+		if level = h.levels[name]; level == nil {
+			fail(w, r, http.StatusBadRequest, "invalid_request", "Unknown verification level.")
+			return
+		}
+	}
+	now := h.now()
+	f := h.loadFacts(r, now, ev)
+	if f.Authenticated() {
+		if level == nil {
+			http.Redirect(w, r, rd, http.StatusFound)
+			return
+		}
+		if ok, _ := level.Satisfied(f, now); ok {
+			http.Redirect(w, r, rd, http.StatusFound)
+			return
+		}
+	}
+	h.startFlow(w, r, level, rd, f)
+}
+
+// logout ends the session here and, where the IdP supports it, there.
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
+	h.sessions.Clear(w)
+	h.audit("logout")
+	if c := h.oidc.Load(); c != nil {
+		if u := c.EndSessionURL(h.origin() + "/"); u != "" {
+			noStore(w)
+			http.Redirect(w, r, u, http.StatusFound)
+			return
+		}
+	}
+	if acceptsHTML(r) {
+		writePage(w, http.StatusOK, page{Title: "Signed out", Message: "You are signed out.", Action: "/", Button: "Continue"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "signed_out"})
+}
+
+type sessionBody struct {
+	Subject  string          `json:"subject"`
+	Email    string          `json:"email,omitempty"`
+	ACR      string          `json:"acr,omitempty"`
+	AMR      []string        `json:"amr,omitempty"`
+	AuthTime int64           `json:"auth_time,omitempty"`
+	Expiry   int64           `json:"expiry"`
+	Levels   map[string]bool `json:"levels"`
+}
+
+// sessionInfo describes the caller's session and which levels it satisfies now.
+func (h *Handler) sessionInfo(w http.ResponseWriter, r *http.Request, ev *event) {
+	now := h.now()
+	st, err := h.sessions.Load(r, now)
+	if err != nil {
+		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "login_required", LoginURL: loginPath(nil, "/")})
+		return
+	}
+	ev.subject = st.Facts.Subject
+	b := sessionBody{
+		Subject: st.Facts.Subject, Email: st.Facts.Email, ACR: st.Facts.ACR, AMR: st.Facts.AMR,
+		Expiry: st.Expires.Unix(), Levels: map[string]bool{},
+	}
+	if !st.Facts.AuthTime.IsZero() {
+		b.AuthTime = st.Facts.AuthTime.Unix()
+	}
+	for name, l := range h.levels {
+		b.Levels[name], _ = l.Satisfied(&st.Facts, now)
+	}
+	writeJSON(w, http.StatusOK, b)
+}
+
+// audit records a login or step-up event. Callers pass only identifiers and
+// reasons: never tokens, codes, state, nonce or cookies.
+func (h *Handler) audit(event string, attrs ...any) {
+	h.log.Info("audit", append([]any{"event", event}, attrs...)...)
+}

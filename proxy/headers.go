@@ -1,0 +1,101 @@
+package proxy
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/stepgate/stepgate/policy"
+)
+
+// The identity headers the upstream receives (DESIGN.md §7).
+const (
+	HeaderSubject  = "X-Stepgate-Subject"
+	HeaderEmail    = "X-Stepgate-Email"
+	HeaderACR      = "X-Stepgate-Acr"
+	HeaderAMR      = "X-Stepgate-Amr"
+	HeaderAuthTime = "X-Stepgate-Auth-Time"
+)
+
+// IdentityHeaders is every header stepgate sets, in a stable order.
+var IdentityHeaders = []string{HeaderSubject, HeaderEmail, HeaderACR, HeaderAMR, HeaderAuthTime}
+
+// headerFilter recognizes header names that only the gateway may send
+// upstream, in any spelling a backend might fold into the same name: case,
+// and "_" or "." for "-" (CGI, PHP and nginx treat X_Foo as X-Foo;
+// THREATS.md §D 33–35).
+type headerFilter struct {
+	names map[string]bool // folded names
+	first [256]bool       // first bytes of folded names, to skip most headers without folding
+}
+
+func newHeaderFilter(extra []string) *headerFilter {
+	f := &headerFilter{names: map[string]bool{}}
+	add := func(n string) {
+		n = foldHeader(n)
+		f.names[n] = true
+		f.first[n[0]] = true
+		if c := n[0]; c >= 'a' && c <= 'z' {
+			f.first[c-('a'-'A')] = true
+		}
+	}
+	for _, n := range IdentityHeaders {
+		add(n)
+	}
+	for _, n := range extra {
+		add(n)
+	}
+	for _, n := range methodOverrideHeaders {
+		add(n)
+	}
+	// Never forwarded: it only serves an h2c upgrade (THREATS.md §I 76).
+	add("Http2-Settings")
+	return f
+}
+
+// foldHeader maps a header name to the form backends may reduce it to.
+func foldHeader(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			b[i] = c + ('a' - 'A')
+		case c == '_' || c == '.':
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+// matches reports whether name folds to a protected header.
+func (f *headerFilter) matches(name string) bool {
+	return name != "" && f.first[name[0]] && f.names[foldHeader(name)]
+}
+
+// strip deletes every protected header, every copy.
+func (f *headerFilter) strip(h http.Header) {
+	for name := range h {
+		if f.matches(name) {
+			delete(h, name)
+		}
+	}
+}
+
+// setIdentity sets the identity headers from facts, one value each. Every
+// header is always present, empty when unknown, so that an ingress copying
+// them never falls back to a client's copy (THREATS.md §C 31).
+func setIdentity(h http.Header, f *policy.Facts) {
+	var sub, email, acr, amr, at string
+	if f.Authenticated() {
+		sub, email, acr = f.Subject, f.Email, f.ACR
+		amr = strings.Join(f.AMR, ",")
+		if !f.AuthTime.IsZero() {
+			at = strconv.FormatInt(f.AuthTime.Unix(), 10)
+		}
+	}
+	h[HeaderSubject] = []string{sub}
+	h[HeaderEmail] = []string{email}
+	h[HeaderACR] = []string{acr}
+	h[HeaderAMR] = []string{amr}
+	h[HeaderAuthTime] = []string{at}
+}

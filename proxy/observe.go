@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stepgate/stepgate/policy"
+)
+
+// recorder remembers the status a handler wrote, for the access log.
+// Unwrap lets http.ResponseController (used by ReverseProxy for flushing and
+// websocket hijacking) reach the underlying writer.
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 && code >= 200 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// event is what one request's access-log line says.
+type event struct {
+	route, action, reason, path, subject, session string
+}
+
+// logRequest writes one line per request. The path is the canonical path
+// without its query: queries can carry codes and tokens.
+func (h *Handler) logRequest(r *http.Request, rec *recorder, ev *event, start time.Time) {
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	h.metrics.requests.WithLabelValues(statusClass(status)).Inc()
+	if !h.log.Enabled(r.Context(), slog.LevelInfo) {
+		return
+	}
+	h.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		slog.String("method", r.Method),
+		slog.String("path", ev.path),
+		slog.String("route", ev.route),
+		slog.String("decision", ev.action),
+		slog.String("reason", ev.reason),
+		slog.String("sub", ev.subject),
+		slog.Int("status", status),
+		slog.Duration("duration", h.now().Sub(start)),
+	)
+}
+
+func statusClass(s int) string {
+	switch {
+	case s < 200:
+		return "1xx"
+	case s < 300:
+		return "2xx"
+	case s < 400:
+		return "3xx"
+	case s < 500:
+		return "4xx"
+	}
+	return "5xx"
+}
+
+// Metrics are the gateway's Prometheus collectors. Labels are rule names and
+// fixed words, never raw paths, so cardinality stays bounded.
+type Metrics struct {
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec
+	decisions *prometheus.CounterVec
+	flows     *prometheus.CounterVec
+}
+
+// NewMetrics registers the collectors on a fresh registry.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepgate_requests_total", Help: "Requests served on the public listener, by status class.",
+		}, []string{"status"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepgate_decisions_total", Help: "Policy decisions, by route and action.",
+		}, []string{"route", "action"}),
+		flows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepgate_auth_flows_total", Help: "Login and step-up round trips, by kind and outcome.",
+		}, []string{"kind", "outcome"}),
+	}
+	m.reg.MustRegister(m.requests, m.decisions, m.flows,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *Metrics) decision(route string, a policy.Action) {
+	m.decisions.WithLabelValues(route, a.String()).Inc()
+}
+
+func (m *Metrics) flow(kind, outcome string) { m.flows.WithLabelValues(kind, outcome).Inc() }
+
+// Admin serves /healthz, /readyz and /metrics. It belongs on admin_listen,
+// never on the public listener.
+func Admin(h *Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !h.Ready() {
+			http.Error(w, "identity provider discovery has not succeeded yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics.reg, promhttp.HandlerOpts{}))
+	return mux
+}

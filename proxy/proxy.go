@@ -1,0 +1,351 @@
+// Package proxy is stepgate's HTTP edge: it canonicalizes each request,
+// matches it against the route table, loads the session, asks policy what to
+// do, and then forwards the canonical request, starts a login or step-up, or
+// refuses. It also serves the gateway's own endpoints under /.stepgate/.
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/stepgate/stepgate/oidc"
+	"github.com/stepgate/stepgate/policy"
+	"github.com/stepgate/stepgate/session"
+)
+
+// reservedPrefix is the gateway's own path space on the public listener.
+// Requests under it are never forwarded.
+const reservedPrefix = "/.stepgate/"
+
+// Config is what a Handler needs; main builds it from a config.Config.
+type Config struct {
+	Table       *policy.Table
+	PathOptions policy.PathOptions
+	Levels      []*policy.Level
+	Sessions    *session.Store
+
+	Upstream  *url.URL // nil: forward-auth only; proxied requests get 502
+	PublicURL *url.URL // origin browsers use; the callback lives under it
+
+	IdentityHeaders []string       // extra header names clients may never send upstream
+	TrustedProxies  []netip.Prefix // whose X-Forwarded-* describe a request (forward-auth)
+
+	Transport http.RoundTripper // optional; defaults to NewTransport()
+	Logger    *slog.Logger      // optional; defaults to slog.Default()
+	Metrics   *Metrics          // optional; defaults to NewMetrics()
+	Now       func() time.Time  // optional clock (tests)
+}
+
+// Handler is the public-listener handler. Create it with New.
+type Handler struct {
+	table     *policy.Table
+	pathOpt   policy.PathOptions
+	levels    map[string]*policy.Level
+	sessions  *session.Store
+	publicURL *url.URL
+	upstream  *url.URL
+	filter    *headerFilter
+	trusted   []netip.Prefix
+	log       *slog.Logger
+	metrics   *Metrics
+	now       func() time.Time
+	rp        *httputil.ReverseProxy
+	oidc      atomic.Pointer[oidc.Client]
+}
+
+// New builds a Handler. It has no OIDC client until SetOIDC is called:
+// until then flows that need the IdP answer 503 and Ready reports false.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Table == nil || cfg.Sessions == nil || cfg.PublicURL == nil {
+		return nil, errors.New("proxy: Table, Sessions and PublicURL are required")
+	}
+	h := &Handler{
+		table:     cfg.Table,
+		pathOpt:   cfg.PathOptions,
+		levels:    map[string]*policy.Level{},
+		sessions:  cfg.Sessions,
+		publicURL: cfg.PublicURL,
+		upstream:  cfg.Upstream,
+		filter:    newHeaderFilter(cfg.IdentityHeaders),
+		trusted:   cfg.TrustedProxies,
+		log:       cfg.Logger,
+		metrics:   cfg.Metrics,
+		now:       cfg.Now,
+	}
+	for _, l := range cfg.Levels {
+		h.levels[l.Name] = l
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.metrics == nil {
+		h.metrics = NewMetrics()
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.upstream != nil {
+		tr := cfg.Transport
+		if tr == nil {
+			tr = NewTransport()
+		}
+		h.rp = &httputil.ReverseProxy{
+			Rewrite:      h.rewrite,
+			Transport:    tr,
+			ErrorHandler: h.upstreamError,
+			ErrorLog:     slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
+		}
+	}
+	return h, nil
+}
+
+// SetOIDC installs the relying-party client once discovery has succeeded.
+func (h *Handler) SetOIDC(c *oidc.Client) { h.oidc.Store(c) }
+
+// Ready reports whether the handler can start logins.
+func (h *Handler) Ready() bool { return h.oidc.Load() != nil }
+
+// NewTransport returns the transport used to reach the upstream, with every
+// timeout and limit chosen deliberately rather than left at zero.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		Proxy: nil, // never send the protected app's traffic through an environment proxy
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ResponseHeaderTimeout:  60 * time.Second,
+		ExpectContinueTimeout:  1 * time.Second,
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+}
+
+// ServeHTTP is the pipeline of DESIGN.md §1: canonicalize, match, load the
+// session, decide, act.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	rec := &recorder{ResponseWriter: w}
+	var ev event
+	defer func() { h.logRequest(r, rec, &ev, start) }()
+
+	t, err := h.canonical(r)
+	if err != nil {
+		ev.action, ev.reason = "reject", rejectReason(err)
+		status := http.StatusBadRequest
+		if r.Method == http.MethodConnect || r.Method == http.MethodTrace {
+			status = http.StatusMethodNotAllowed
+		}
+		fail(rec, r, status, "bad_request", "The request could not be understood.")
+		return
+	}
+	ev.path = t.Path
+	if isReserved(t.Path) {
+		ev.route = "stepgate"
+		h.serveGateway(rec, r, t, &ev)
+		return
+	}
+	if !upgradeAllowed(r.Header) {
+		ev.action, ev.reason = "reject", "upgrade other than websocket"
+		fail(rec, r, http.StatusBadRequest, "bad_request", "This upgrade is not allowed.")
+		return
+	}
+
+	facts := h.loadFacts(r, start, &ev)
+	rule, d := h.decide(t, overrideMethods(r), facts, start)
+	ev.route, ev.action, ev.reason = rule.Name, d.Action.String(), d.Reason
+	h.metrics.decision(rule.Name, d.Action)
+
+	switch d.Action {
+	case policy.Allow:
+		h.forward(rec, r, t, facts)
+	case policy.Login, policy.StepUp:
+		h.needAuth(rec, r, t, d, facts)
+	default:
+		fail(rec, r, http.StatusForbidden, "forbidden", "You do not have access to this page.")
+	}
+}
+
+// upgradeAllowed reports whether every Upgrade token is websocket. An h2c
+// upgrade would turn the connection into a tunnel the gateway no longer
+// inspects (THREATS.md §I 76).
+func upgradeAllowed(h http.Header) bool {
+	for _, v := range h["Upgrade"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if !strings.EqualFold(strings.TrimSpace(tok), "websocket") {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// loadFacts returns the session's facts, or nil when there is no valid
+// session. An invalid cookie is treated exactly like no cookie.
+func (h *Handler) loadFacts(r *http.Request, now time.Time, ev *event) *policy.Facts {
+	st, err := h.sessions.Load(r, now)
+	if err != nil {
+		if !errors.Is(err, session.ErrNoSession) {
+			ev.session = "invalid"
+			h.log.Debug("session ignored", "err", err)
+		}
+		return nil
+	}
+	ev.subject = st.Facts.Subject
+	return &st.Facts
+}
+
+// decide matches t and decides. When the request also claims other methods
+// through override headers or _method, each is decided too and the strictest
+// outcome wins, so "POST-only" rules cannot be dodged by a GET that the
+// backend executes as POST.
+func (h *Handler) decide(t target, overrides []string, f *policy.Facts, now time.Time) (*policy.Rule, policy.Decision) {
+	rule := h.table.Match(t.Request)
+	d := policy.Decide(rule, f, now)
+	for _, m := range overrides {
+		req := t.Request
+		var err error
+		if req.Method, err = policy.CanonicalMethod(strings.TrimSpace(m)); err != nil {
+			return rule, policy.Decision{Action: policy.Deny, Reason: "unusable method override"}
+		}
+		r2 := h.table.Match(req)
+		if d2 := policy.Decide(r2, f, now); strictness(d2) > strictness(d) {
+			rule, d = r2, d2
+		}
+	}
+	return rule, d
+}
+
+func strictness(d policy.Decision) int {
+	switch d.Action {
+	case policy.Allow:
+		return 0
+	case policy.Login:
+		if d.Level == nil {
+			return 1
+		}
+		return 2
+	case policy.StepUp:
+		return 3
+	}
+	return 4 // Deny and anything invalid
+}
+
+func rejectReason(err error) string {
+	var rej *policy.Rejection
+	if errors.As(err, &rej) {
+		return rej.Reason
+	}
+	return "invalid request"
+}
+
+// needAuth answers a request that needs a login or a step-up first.
+func (h *Handler) needAuth(w http.ResponseWriter, r *http.Request, t target, d policy.Decision, f *policy.Facts) {
+	if isNavigation(r) {
+		rd := t.Path
+		if t.Query != "" {
+			rd += "?" + t.Query
+		}
+		h.startFlow(w, r, d.Level, localRedirect(rd), f)
+		return
+	}
+	if acceptsHTML(r) {
+		// An HTML form POST: never replayed after the round trip
+		// (THREATS.md §F 50). Offer a step-up that returns to the page the
+		// form was on, so the user submits it again, verified.
+		writePage(w, http.StatusUnauthorized, page{
+			Title:   "Verification needed",
+			Message: "This action needs you to verify your identity again. Continue, then submit the form once more.",
+			Action:  loginPath(d.Level, h.refererPath(r)),
+			Button:  "Verify and go back",
+		})
+		return
+	}
+	challenge(w, d, loginPath(d.Level, localRedirect(t.Path)))
+}
+
+// loginPath is the /.stepgate/login URL that starts a flow for level and
+// comes back to rd.
+func loginPath(l *policy.Level, rd string) string {
+	v := url.Values{}
+	if l != nil {
+		v.Set("level", l.Name)
+	}
+	if rd == "" {
+		rd = "/"
+	}
+	v.Set("rd", rd)
+	return reservedPrefix + "login?" + v.Encode()
+}
+
+// refererPath returns the local path of a same-origin Referer, else "/".
+func (h *Handler) refererPath(r *http.Request) string {
+	u, err := url.Parse(r.Header.Get("Referer"))
+	if err != nil || u.Scheme != h.publicURL.Scheme || !strings.EqualFold(u.Host, h.publicURL.Host) {
+		return "/"
+	}
+	if rd := localRedirect(u.RequestURI()); rd != "" {
+		return rd
+	}
+	return "/"
+}
+
+// forward sends the canonical request upstream with the gateway's identity
+// headers and nothing a client could forge.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, t target, f *policy.Facts) {
+	if h.rp == nil {
+		fail(w, r, http.StatusBadGateway, "bad_gateway", "No upstream is configured.")
+		return
+	}
+	// Forward exactly what was matched (DESIGN.md §1). Path is the decoded
+	// form Go needs; RawPath keeps the canonical escaping on the wire.
+	if strings.IndexByte(t.Path, '%') < 0 {
+		r.URL.Path, r.URL.RawPath = t.Path, ""
+	} else {
+		p, err := url.PathUnescape(t.Path)
+		if err != nil {
+			fail(w, r, http.StatusBadRequest, "bad_request", "The request could not be understood.")
+			return
+		}
+		r.URL.Path, r.URL.RawPath = p, t.Path
+	}
+	h.filter.strip(r.Header)
+	setIdentity(r.Header, f)
+	h.rp.ServeHTTP(w, r)
+}
+
+// rewrite runs after ReverseProxy has removed hop-by-hop headers from the
+// outbound copy. That removal honours the client's Connection header, so a
+// client could name an identity header there to delete the gateway's value;
+// the identity headers are therefore stripped and set again here, from the
+// inbound request where forward put them.
+func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetURL(h.upstream)
+	pr.SetXForwarded()
+	h.filter.strip(pr.Out.Header)
+	for _, name := range IdentityHeaders {
+		pr.Out.Header[name] = pr.In.Header[name]
+	}
+}
+
+func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	h.log.Warn("upstream error", "err", err)
+	fail(w, r, http.StatusBadGateway, "bad_gateway", "The application is not reachable right now.")
+}
+
+// origin is the public origin, for building absolute URLs.
+func (h *Handler) origin() string {
+	return fmt.Sprintf("%s://%s", h.publicURL.Scheme, h.publicURL.Host)
+}

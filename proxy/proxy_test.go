@@ -1,0 +1,272 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stepgate/stepgate/policy"
+	"github.com/stepgate/stepgate/session"
+)
+
+var mfa = &policy.Level{
+	Name:        "mfa",
+	ACRValues:   []string{"urn:mfa"},
+	MaxAge:      15 * time.Minute,
+	SatisfiedBy: []policy.Alternative{{ACR: []string{"urn:mfa"}}, {AMR: []string{"mfa"}}},
+}
+
+// fixture is a Handler in front of a recording upstream, without an IdP:
+// these tests are about what is forwarded and what is refused.
+type fixture struct {
+	t     *testing.T
+	h     *Handler
+	front *httptest.Server
+	mu    sync.Mutex
+	got   []*http.Request
+	store *session.Store
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{t: t}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.got = append(f.got, r.Clone(r.Context()))
+		f.mu.Unlock()
+		io.WriteString(w, "upstream")
+	}))
+	t.Cleanup(up.Close)
+	rules := []policy.Rule{
+		{Name: "public", Path: "/public/**", Access: policy.Public},
+		{Name: "transfer-read", Path: "/admin/transfer/**", Methods: []string{"GET"}, Access: policy.Authenticated},
+		{Name: "transfer", Path: "/admin/transfer/**", Access: policy.Leveled, Level: mfa},
+		{Name: "blocked", Path: "/blocked/**", Access: policy.Denied},
+	}
+	table, err := policy.NewTable(rules, policy.Rule{Name: "default", Access: policy.Authenticated}, policy.TableOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.store, err = session.New(session.Config{Secrets: [][]byte{[]byte(strings.Repeat("k", 32))}, Lifetime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upURL, _ := url.Parse(up.URL)
+	pub, _ := url.Parse("http://gateway.test")
+	f.h, err = New(Config{
+		Table: table, Levels: []*policy.Level{mfa}, Sessions: f.store,
+		Upstream: upURL, PublicURL: pub, IdentityHeaders: []string{"Remote-User"},
+		Logger: discardLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.front = httptest.NewServer(f.h)
+	t.Cleanup(f.front.Close)
+	return f
+}
+
+// cookie returns a session cookie for facts.
+func (f *fixture) cookie(facts policy.Facts) string {
+	rec := httptest.NewRecorder()
+	if _, err := f.store.Save(rec, facts, time.Now()); err != nil {
+		f.t.Fatal(err)
+	}
+	c := rec.Result().Cookies()[0]
+	return c.Name + "=" + c.Value
+}
+
+func (f *fixture) upstreamCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.got)
+}
+
+func (f *fixture) lastUpstream() *http.Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.got) == 0 {
+		return nil
+	}
+	return f.got[len(f.got)-1]
+}
+
+// raw sends a request written byte for byte, so that tests control the
+// request-target and headers exactly, and returns the status line's code.
+func (f *fixture) raw(req string) (int, string) {
+	f.t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.front.URL, "http://"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, req); err != nil {
+		f.t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		f.t.Fatalf("reading response to %q: %v", req, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+var alice = policy.Facts{Issuer: "https://idp", Subject: "alice", Email: "a@x", AMR: []string{"pwd"}, AuthTime: time.Now()}
+var aliceMFA = policy.Facts{Issuer: "https://idp", Subject: "alice", ACR: "urn:mfa", AMR: []string{"pwd", "otp"}, AuthTime: time.Now()}
+
+func TestForgedIdentityHeadersNeverReachUpstream(t *testing.T) {
+	f := newFixture(t)
+	req := "GET /account HTTP/1.1\r\nHost: gateway.test\r\nCookie: " + f.cookie(alice) + "\r\n" +
+		"X-Stepgate-Subject: mallory\r\n" +
+		"x-stepgate-subject: mallory2\r\n" +
+		"X_Stepgate_Acr: urn:mfa\r\n" +
+		"X.Stepgate.Amr: mfa\r\n" +
+		"X-STEPGATE-AUTH-TIME: 99999999999\r\n" +
+		"Remote-User: admin\r\n" +
+		"Remote_User: admin\r\n" +
+		"X-HTTP-Method-Override: DELETE\r\n" +
+		"Connection: keep-alive, X-Stepgate-Subject, X-Stepgate-Acr\r\n\r\n"
+	if code, _ := f.raw(req); code != 200 {
+		t.Fatalf("status %d; want 200", code)
+	}
+	r := f.lastUpstream()
+	if r == nil {
+		t.Fatal("upstream got nothing")
+	}
+	for name, vals := range r.Header {
+		n := strings.ToLower(name)
+		if strings.Contains(n, "remote") || strings.Contains(n, "override") || strings.ContainsAny(n, "_.") {
+			t.Errorf("upstream got %s: %q", name, vals)
+		}
+	}
+	want := map[string]string{HeaderSubject: "alice", HeaderEmail: "a@x", HeaderACR: "", HeaderAMR: "pwd"}
+	for h, v := range want {
+		if got := r.Header.Values(h); len(got) != 1 || got[0] != v {
+			t.Errorf("upstream %s = %q; want exactly [%q]", h, got, v)
+		}
+	}
+}
+
+func TestOverrideMethodsAreDecidedStrictest(t *testing.T) {
+	f := newFixture(t)
+	ck := f.cookie(alice) // authenticated, no multi-factor
+	for _, tc := range []struct {
+		name, req string
+		want      int
+	}{
+		{"plain GET passes", "GET /admin/transfer/1 HTTP/1.1\r\nHost: g\r\nAccept: application/json\r\nCookie: " + ck + "\r\n\r\n", 200},
+		{"override header", "GET /admin/transfer/1 HTTP/1.1\r\nHost: g\r\nAccept: application/json\r\nX-HTTP-Method-Override: POST\r\nCookie: " + ck + "\r\n\r\n", 401},
+		{"X-HTTP-Method", "GET /admin/transfer/1 HTTP/1.1\r\nHost: g\r\nAccept: application/json\r\nX-HTTP-Method: DELETE\r\nCookie: " + ck + "\r\n\r\n", 401},
+		{"X-Method-Override", "GET /admin/transfer/1 HTTP/1.1\r\nHost: g\r\nAccept: application/json\r\nX-Method-Override: PUT\r\nCookie: " + ck + "\r\n\r\n", 401},
+		{"_method query", "GET /admin/transfer/1?_method=DELETE HTTP/1.1\r\nHost: g\r\nAccept: application/json\r\nCookie: " + ck + "\r\n\r\n", 401},
+		{"lower-case override", "GET /admin/transfer/1 HTTP/1.1\r\nHost: g\r\nAccept: application/json\r\nX-HTTP-Method-Override: delete\r\nCookie: " + ck + "\r\n\r\n", 403},
+		{"HEAD is GET", "HEAD /admin/transfer/1 HTTP/1.1\r\nHost: g\r\nAccept: application/json\r\nCookie: " + ck + "\r\n\r\n", 200},
+		{"POST steps up", "POST /admin/transfer/1 HTTP/1.1\r\nHost: g\r\nAccept: application/json\r\nContent-Length: 0\r\nCookie: " + ck + "\r\n\r\n", 401},
+		{"odd method steps up", "PROPFIND /admin/transfer/1 HTTP/1.1\r\nHost: g\r\nAccept: application/json\r\nCookie: " + ck + "\r\n\r\n", 401},
+		{"lower-case method refused", "get /admin/transfer/1 HTTP/1.1\r\nHost: g\r\nCookie: " + ck + "\r\n\r\n", 400},
+		{"CONNECT refused", "CONNECT g:443 HTTP/1.1\r\nHost: g\r\n\r\n", 405},
+		{"TRACE refused", "TRACE /public/x HTTP/1.1\r\nHost: g\r\n\r\n", 405},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := f.upstreamCount()
+			code, body := f.raw(tc.req)
+			if code != tc.want {
+				t.Errorf("status %d (%q); want %d", code, body, tc.want)
+			}
+			if reached := f.upstreamCount() > before; reached != (tc.want == 200) {
+				t.Errorf("upstream reached = %v; want %v", reached, tc.want == 200)
+			}
+		})
+	}
+}
+
+func TestAmbiguousTargetsAreRejected(t *testing.T) {
+	f := newFixture(t)
+	ck := f.cookie(aliceMFA)
+	for _, target := range []string{
+		"/public/../admin/transfer/1", // resolved, then matched: must not be public
+		"/public/%2e%2e/admin/transfer/1",
+		"/public%2F..%2Fadmin%2Ftransfer",
+		"/public/..\\admin\\transfer",
+		"/admin/transfer%00.png",
+		"/public/%252e%252e/admin/transfer",
+		"/admin/transfer#x",
+		"/%c0%ae%c0%ae/admin/transfer",
+		"http://evil.internal/admin/transfer/1",
+		"*",
+	} {
+		t.Run(target, func(t *testing.T) {
+			before := f.upstreamCount()
+			code, body := f.raw("GET " + target + " HTTP/1.1\r\nHost: gateway.test\r\nAccept: application/json\r\n\r\n")
+			if code == 200 || f.upstreamCount() != before {
+				t.Fatalf("%s: %d reached the upstream without a session", target, code)
+			}
+			if strings.Contains(body, "policy:") || strings.Contains(body, "rejected") {
+				t.Errorf("body leaks internal text: %q", body)
+			}
+		})
+	}
+	// With a multi-factor session the dot-segment path is forwarded in its
+	// canonical form: exactly what was matched.
+	code, _ := f.raw("GET /public/%2e%2e/admin/./transfer//1 HTTP/1.1\r\nHost: g\r\nCookie: " + ck + "\r\n\r\n")
+	if code != 200 {
+		t.Fatalf("status %d; want 200", code)
+	}
+	if got := f.lastUpstream().URL.EscapedPath(); got != "/admin/transfer/1" {
+		t.Errorf("upstream path %q; want the canonical /admin/transfer/1", got)
+	}
+}
+
+func TestUpgradesOtherThanWebsocketAreRefused(t *testing.T) {
+	f := newFixture(t)
+	for _, up := range []string{"h2c", "websocket, h2c", "H2C"} {
+		before := f.upstreamCount()
+		code, _ := f.raw("GET /public/x HTTP/1.1\r\nHost: g\r\nUpgrade: " + up + "\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n")
+		if code != http.StatusBadRequest || f.upstreamCount() != before {
+			t.Errorf("Upgrade %q: %d; want 400 and no upstream request", up, code)
+		}
+	}
+}
+
+func TestDeniedAndUpstreamDown(t *testing.T) {
+	f := newFixture(t)
+	code, body := f.raw("GET /blocked/x HTTP/1.1\r\nHost: g\r\nAccept: application/json\r\nCookie: " + f.cookie(aliceMFA) + "\r\n\r\n")
+	if code != 403 || !strings.Contains(body, `"forbidden"`) {
+		t.Errorf("deny rule: %d %q; want 403 JSON", code, body)
+	}
+	pub, _ := url.Parse("http://gateway.test")
+	dead, _ := url.Parse("http://127.0.0.1:1")
+	h, err := New(Config{Table: f.h.table, Sessions: f.store, Upstream: dead, PublicURL: pub, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/public/x", nil)
+	req.Header.Set("Accept", "text/html")
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadGateway || strings.Contains(rec.Body.String(), "connection refused") {
+		t.Errorf("upstream down: %d %q; want a 502 page without internal text", rec.Code, rec.Body.String())
+	}
+}
+
+func TestLoginWithoutProviderIs503(t *testing.T) {
+	f := newFixture(t)
+	code, _ := f.raw("GET /account HTTP/1.1\r\nHost: g\r\nAccept: text/html\r\n\r\n")
+	if code != http.StatusServiceUnavailable {
+		t.Errorf("navigation before discovery: %d; want 503", code)
+	}
+	rec := httptest.NewRecorder()
+	Admin(f.h).ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz before discovery: %d; want 503", rec.Code)
+	}
+}

@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/stepgate/stepgate/policy"
+)
+
+// acceptsHTML reports whether r comes from a browser that will render a page.
+func acceptsHTML(r *http.Request) bool {
+	if r.Header.Get("X-Requested-With") != "" || strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// isNavigation reports whether r is a browser navigation that may be answered
+// with a redirect to the IdP (DESIGN.md §5): GET or HEAD wanting HTML.
+func isNavigation(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && acceptsHTML(r)
+}
+
+// noStore marks a gateway response as never cacheable: it may carry a
+// Set-Cookie or describe one user's session.
+func noStore(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+}
+
+// writeJSON writes v with status. v never holds internal error text.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	noStore(w)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+type errorBody struct {
+	Error    string `json:"error"`
+	Message  string `json:"message,omitempty"`
+	Level    string `json:"level,omitempty"`
+	LoginURL string `json:"login_url,omitempty"`
+}
+
+// fail answers with status and a short, fixed message: a page for browsers,
+// JSON for everything else. code is a stable machine-readable word.
+func fail(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	if acceptsHTML(r) {
+		writePage(w, status, page{Title: http.StatusText(status), Message: msg})
+		return
+	}
+	writeJSON(w, status, errorBody{Error: code, Message: msg})
+}
+
+// challenge answers a request that needs login or step-up but cannot be
+// redirected (an API call, fetch, or a non-GET): 401 with the RFC 9470
+// challenge and a login_url the client can open.
+func challenge(w http.ResponseWriter, d policy.Decision, loginURL string) {
+	body := errorBody{Error: "login_required", LoginURL: loginURL}
+	auth := `Bearer realm="stepgate"`
+	if d.Action == policy.StepUp && d.Level != nil {
+		body.Error, body.Level = "step_up_required", d.Level.Name
+		auth = `Bearer realm="stepgate", error="insufficient_user_authentication"`
+		if len(d.Level.ACRValues) > 0 {
+			auth += `, acr_values="` + strings.Join(d.Level.ACRValues, " ") + `"`
+		}
+		if d.Level.MaxAge > 0 {
+			auth += ", max_age=" + strconv.FormatInt(int64(d.Level.MaxAge.Seconds()), 10)
+		}
+	} else if d.Level != nil {
+		body.Level = d.Level.Name
+	}
+	w.Header().Set("WWW-Authenticate", auth)
+	writeJSON(w, http.StatusUnauthorized, body)
+}
+
+// page is the data of every HTML page the gateway serves.
+type page struct {
+	Title   string
+	Message string
+	Action  string // when set, a button that GETs this local URL
+	Button  string
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<meta name="referrer" content="no-referrer"><title>{{.Title}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}
+a.button{display:inline-block;padding:.6rem 1.2rem;background:#0b5;color:#fff;border-radius:4px;text-decoration:none}</style>
+</head><body><h1>{{.Title}}</h1><p>{{.Message}}</p>
+{{if .Action}}<p><a class="button" id="stepgate-continue" href="{{.Action}}">{{.Button}}</a></p>{{end}}
+</body></html>
+`))
+
+func writePage(w http.ResponseWriter, status int, p page) {
+	noStore(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	h.Set("X-Frame-Options", "DENY")
+	w.WriteHeader(status)
+	_ = pageTmpl.Execute(w, p)
+}

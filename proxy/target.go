@@ -1,0 +1,74 @@
+package proxy
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/stepgate/stepgate/policy"
+)
+
+// target is the canonical form of one request: what it is matched and decided
+// on, and exactly what is forwarded.
+type target struct {
+	policy.Request
+	Query string // raw query, forwarded unchanged; never used for matching
+}
+
+// rawPath returns the request path as it arrived on the wire. r.URL.Path is
+// already decoded (so %2F and / look alike there); the request-target in
+// RequestURI is what the client sent, for HTTP/1 and for HTTP/2's :path.
+func rawPath(r *http.Request) (string, error) {
+	uri := r.RequestURI
+	if uri == "" || uri[0] != '/' {
+		// Absolute-form ("GET http://h/x") makes the URI authority and the
+		// Host header two candidate hosts; asterisk-form ("OPTIONS *") has
+		// no path. Browsers send neither to an origin, so refuse both.
+		return "", &policy.Rejection{Reason: "request-target must be a path"}
+	}
+	if i := strings.IndexByte(uri, '?'); i >= 0 {
+		uri = uri[:i]
+	}
+	return uri, nil
+}
+
+// canonical builds the target of r, or explains why r is ambiguous.
+func (h *Handler) canonical(r *http.Request) (target, error) {
+	method, err := policy.CanonicalMethod(r.Method)
+	if err != nil {
+		return target{}, err
+	}
+	host, err := policy.CanonicalHost(r.Host)
+	if err != nil {
+		return target{}, err
+	}
+	raw, err := rawPath(r)
+	if err != nil {
+		return target{}, err
+	}
+	path, err := policy.CanonicalPath(raw, h.pathOpt)
+	if err != nil {
+		return target{}, err
+	}
+	return target{
+		Request: policy.Request{Method: method, Host: host, Path: path},
+		Query:   r.URL.RawQuery,
+	}, nil
+}
+
+// overrideMethods lists methods a request may claim besides its own
+// (THREATS.md §E 37, 38). Backends such as Rails, Laravel and Spring honour
+// them, so a request is decided as the strictest of all of them. The headers
+// are also stripped before forwarding; a _method field inside a form body is
+// not seen here, which is why sensitive rules should not list methods.
+func overrideMethods(r *http.Request) []string {
+	var ms []string
+	for _, name := range methodOverrideHeaders {
+		ms = append(ms, r.Header.Values(name)...)
+	}
+	if strings.Contains(r.URL.RawQuery, "_method") {
+		ms = append(ms, r.URL.Query()["_method"]...)
+	}
+	return ms
+}
+
+var methodOverrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}

@@ -1,0 +1,255 @@
+// Package session keeps stepgate's sessions and pending logins in sealed
+// cookies, so the gateway holds no server-side state.
+//
+// A session cookie carries policy.Facts: what the gateway verified about the
+// user's authentication. A pending cookie carries one login or step-up round
+// trip (state, nonce, PKCE verifier, the level asked for, where to return).
+// Both are encrypted and authenticated (gorilla/securecookie: AES-256-CTR,
+// then HMAC-SHA256 over the cookie name, a timestamp and the ciphertext), with
+// keys derived per purpose from operator secrets, so a value sealed for one
+// purpose or one cookie name never opens as another (THREATS 66).
+//
+// Cookies are host-only: with Secure set they use the "__Host-" prefix, which
+// browsers refuse to accept from a sibling subdomain, and a request carrying
+// two cookies of the session's name is rejected rather than guessed at
+// (THREATS 68). Every Save issues a new session ID (DESIGN §4).
+//
+// Times passed in as now are the caller's clock. securecookie also checks the
+// age of every cookie against the real clock, as a backstop only: its limit
+// is a minute looser than the checks made here.
+package session
+
+import (
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/securecookie"
+	"github.com/gorilla/sessions"
+
+	"github.com/stepgate/stepgate/policy"
+)
+
+// Config configures a Store.
+type Config struct {
+	// Secrets are the keys every cookie key is derived from, each at least
+	// 32 bytes. Secrets[0] seals new cookies; all of them open cookies, so a
+	// new secret is rolled out by putting it first and dropping the old one
+	// once a Lifetime has passed.
+	Secrets [][]byte
+
+	// Lifetime is the absolute lifetime of a session, counted from its login
+	// or last step-up. Loading a session never extends it.
+	Lifetime time.Duration
+
+	// Secure is true when the public URL is https: cookies get the Secure
+	// attribute and the "__Host-" name prefix.
+	Secure bool
+}
+
+// MinSecretLen is the shortest secret New accepts.
+const MinSecretLen = 32
+
+// maxCookieLen is the longest cookie value sealed or opened. Browsers keep
+// about 4 KB per cookie; anything longer is refused before any crypto runs.
+const maxCookieLen = 4096
+
+// backstop is how much looser securecookie's own age check is than ours, so
+// that ours, with its clearer message and the caller's clock, fires first.
+const backstop = time.Minute
+
+// Key derivation labels (HKDF-SHA256 info). Each purpose and each key use
+// gets its own label, so the keys are independent of one another.
+const (
+	infoSessionHash  = "stepgate session v1 hmac-sha256"
+	infoSessionBlock = "stepgate session v1 aes-256"
+	infoPendingHash  = "stepgate pending v1 hmac-sha256"
+	infoPendingBlock = "stepgate pending v1 aes-256"
+)
+
+// ErrNoSession reports a request without a session cookie.
+var ErrNoSession = errors.New("session: no session cookie")
+
+// Store seals and opens session and pending-login cookies. It is safe for
+// concurrent use.
+type Store struct {
+	name     string
+	lifetime time.Duration
+	secure   bool
+	session  []securecookie.Codec // index 0 seals
+	pending  []securecookie.Codec // index 0 seals
+}
+
+// New returns a Store for cfg, or an error if cfg is unusable.
+func New(cfg Config) (*Store, error) {
+	if len(cfg.Secrets) == 0 {
+		return nil, fmt.Errorf("session: no secrets; want at least one of %d bytes or more (generate: openssl rand -base64 32)", MinSecretLen)
+	}
+	for i, sec := range cfg.Secrets {
+		if len(sec) < MinSecretLen {
+			return nil, fmt.Errorf("session: secret %d is %d bytes; want at least %d (generate: openssl rand -base64 32)", i, len(sec), MinSecretLen)
+		}
+	}
+	if cfg.Lifetime < time.Second {
+		return nil, fmt.Errorf("session: lifetime %v; want at least 1s", cfg.Lifetime)
+	}
+	s := &Store{name: "stepgate", lifetime: cfg.Lifetime, secure: cfg.Secure}
+	if cfg.Secure {
+		s.name = "__Host-stepgate"
+	}
+	for _, sec := range cfg.Secrets {
+		c, err := newCodec(sec, infoSessionHash, infoSessionBlock, cfg.Lifetime+backstop)
+		if err != nil {
+			return nil, err
+		}
+		s.session = append(s.session, c)
+		if c, err = newCodec(sec, infoPendingHash, infoPendingBlock, PendingLifetime+backstop); err != nil {
+			return nil, err
+		}
+		s.pending = append(s.pending, c)
+	}
+	return s, nil
+}
+
+func newCodec(secret []byte, hashInfo, blockInfo string, maxAge time.Duration) (*securecookie.SecureCookie, error) {
+	hashKey, err := hkdf.Key(sha256.New, secret, nil, hashInfo, 32)
+	if err != nil {
+		return nil, fmt.Errorf("session: deriving key: %w", err)
+	}
+	blockKey, err := hkdf.Key(sha256.New, secret, nil, blockInfo, 32) // AES-256
+	if err != nil {
+		return nil, fmt.Errorf("session: deriving key: %w", err)
+	}
+	return securecookie.New(hashKey, blockKey).
+		SetSerializer(securecookie.NopEncoder{}). // the record is already bytes
+		MaxAge(int(maxAge / time.Second)).
+		MaxLength(maxCookieLen), nil
+}
+
+// CookieName returns the session cookie's name: "__Host-stepgate" when
+// Secure, else "stepgate".
+func (s *Store) CookieName() string { return s.name }
+
+// State is one session as sealed in its cookie.
+type State struct {
+	ID      string // random 128-bit id, base64url; new on every Save
+	Facts   policy.Facts
+	Expires time.Time // Save's now (whole seconds) + Lifetime
+}
+
+// Load opens the request's session cookie. It returns ErrNoSession when there
+// is none, and another error when the cookie was tampered with, sealed with
+// an unknown key, expired, malformed or sent twice. Callers treat every error
+// as "no session".
+func (s *Store) Load(r *http.Request, now time.Time) (State, error) {
+	cs := r.CookiesNamed(s.name)
+	switch {
+	case len(cs) == 0:
+		return State{}, ErrNoSession
+	case len(cs) > 1:
+		return State{}, fmt.Errorf("session: %d cookies named %q; want one (a sibling site may be setting cookies)", len(cs), s.name)
+	}
+	b, err := open(s.session, s.name, cs[0].Value)
+	if err != nil {
+		return State{}, err
+	}
+	st, issued, err := decodeState(b)
+	if err != nil {
+		return State{}, fmt.Errorf("session: cookie %q holds a malformed record: %w", s.name, err)
+	}
+	// Expires follows the configured Lifetime, not the one in force at
+	// Save, so shortening Lifetime ends older sessions at once.
+	st.Expires = issued.Add(s.lifetime)
+	if !now.Before(st.Expires) {
+		return State{}, fmt.Errorf("session: cookie %q expired at %s; now %s",
+			s.name, st.Expires.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return st, nil
+}
+
+// Save seals f into a new session, with a new ID and Expires = now +
+// Lifetime, and sets its cookie on w. The returned State is exactly what Load
+// will return: times in whole seconds, UTC.
+func (s *Store) Save(w http.ResponseWriter, f policy.Facts, now time.Time) (State, error) {
+	id, err := random(16)
+	if err != nil {
+		return State{}, err
+	}
+	f.AuthTime = unixTime(f.AuthTime)
+	f.VerifiedAt = unixTime(f.VerifiedAt)
+	if len(f.AMR) == 0 {
+		f.AMR = nil
+	}
+	if len(f.ACRS) == 0 {
+		f.ACRS = nil
+	}
+	issued := unixTime(now)
+	st := State{ID: id, Facts: f, Expires: issued.Add(s.lifetime)}
+	b, err := appendState(make([]byte, 0, 512), st, issued)
+	if err != nil {
+		return State{}, err
+	}
+	v, err := seal(s.session[0], s.name, b)
+	if err != nil {
+		return State{}, err
+	}
+	http.SetCookie(w, s.cookie(s.name, v, s.lifetime))
+	return st, nil
+}
+
+// Clear expires the session cookie.
+func (s *Store) Clear(w http.ResponseWriter) {
+	http.SetCookie(w, s.cookie(s.name, "", -1))
+}
+
+// cookie builds a host-only cookie: Path=/ and no Domain, as the "__Host-"
+// prefix requires. A negative maxAge expires it.
+func (s *Store) cookie(name, value string, maxAge time.Duration) *http.Cookie {
+	age := -1
+	if maxAge > 0 {
+		age = int(maxAge / time.Second)
+	}
+	return sessions.NewCookie(name, value, &sessions.Options{
+		Path:     "/",
+		MaxAge:   age,
+		Secure:   s.secure,
+		HttpOnly: true,
+		// Lax, not Strict: the IdP's redirect back is a cross-site
+		// top-level GET and must carry both cookies.
+		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+func seal(c securecookie.Codec, name string, record []byte) (string, error) {
+	v, err := c.Encode(name, record)
+	if err != nil {
+		return "", fmt.Errorf("session: sealing cookie %q: %w", name, err)
+	}
+	return v, nil
+}
+
+func open(codecs []securecookie.Codec, name, value string) ([]byte, error) {
+	if len(value) > maxCookieLen {
+		return nil, fmt.Errorf("session: cookie %q is %d bytes; want at most %d", name, len(value), maxCookieLen)
+	}
+	var b []byte
+	if err := securecookie.DecodeMulti(name, value, &b, codecs...); err != nil {
+		// securecookie's messages are fixed strings; they never echo the value.
+		return nil, fmt.Errorf("session: cookie %q failed authentication (key rotated, tampered or past its lifetime): %w", name, err)
+	}
+	return b, nil
+}
+
+// random returns n bytes from crypto/rand, base64url without padding.
+func random(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("session: reading random bytes: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
