@@ -18,6 +18,7 @@ var fakeEnv = map[string]string{
 	"STEPGATE_SESSION_SECRET": "0123456789abcdef0123456789abcdef-session",
 	"SHORT_SECRET":            "tooshort-secret-value",
 	"NOT_A_BOOL":              "maybe",
+	"STRIP_TRUE":              "true",
 }
 
 func lookup(name string) (string, bool) {

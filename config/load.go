@@ -168,6 +168,14 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	}
 	c.TrustedProxies = d.trustedProxies(top["trusted_proxies"], c)
 	c.IdentityHeaders = d.identityHeaders(top["identity_headers"])
+
+	// Each rule was compiled on its own above; this guarantees that what
+	// Parse accepts, the proxy can build.
+	if len(d.errs) == 0 {
+		if _, err := policy.NewTable(c.Routes, c.Default, c.TableOptions()); err != nil {
+			d.errs = append(d.errs, &Error{File: d.file, Field: "routes", Msg: err.Error()})
+		}
+	}
 	return c
 }
 

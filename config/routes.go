@@ -39,7 +39,7 @@ func (d *decoder) routes(n *yaml.Node, levels map[string]*policy.Level, c *Confi
 		errs := len(d.errs)
 		r, m := d.route(item, field, levels)
 		if len(d.errs) == errs {
-			d.policyCheck(r, m, field, c.TableOptions())
+			d.policyCheck(r, item, m, field, c.TableOptions())
 		}
 		if r.Name != "" {
 			if first, dup := firstLine[r.Name]; dup {
@@ -117,31 +117,31 @@ func (d *decoder) route(n *yaml.Node, field string, levels map[string]*policy.Le
 // policyCheck compiles r alone with policy.NewTable, the code that will
 // match requests, so that whatever the checks above missed is still
 // reported here with a position rather than at start-up without one.
-func (d *decoder) policyCheck(r policy.Rule, m map[string]*yaml.Node, field string, opt policy.TableOptions) {
+func (d *decoder) policyCheck(r policy.Rule, n *yaml.Node, m map[string]*yaml.Node, field string, opt policy.TableOptions) {
+	// The level is checked, and reported, where it is defined.
+	r.Access, r.Level = policy.Public, nil
 	_, err := policy.NewTable([]policy.Rule{r}, policy.Rule{Name: "default", Access: policy.Authenticated}, opt)
 	if err == nil {
 		return
 	}
 	for _, line := range strings.Split(err.Error(), "\n") {
-		// "policy: rules[0] "name": path "/x": non-ascii" → "path "/x": non-ascii"
+		// `policy: rules[0] "name": path "/x": non-ascii` → `path "/x": non-ascii`
 		msg := line
-		if i := strings.Index(line, "\": "); i >= 0 {
-			msg = line[i+3:]
+		if _, rest, ok := strings.Cut(line, "\": "); ok {
+			msg = rest
 		}
-		key := "path"
-		for _, k := range []string{"path_regex", "host", "method"} {
-			if strings.HasPrefix(msg, k) {
-				key = k
+		at, f := n, field
+		for _, key := range []string{"path_regex", "path", "host", "methods"} {
+			word := strings.TrimSuffix(key, "s") + " "
+			if strings.HasPrefix(msg, word) && m[key] != nil {
+				at, f = m[key], join(field, key)
+				if key != "methods" {
+					msg = strings.TrimPrefix(msg, word)
+				}
+				break
 			}
 		}
-		if key == "method" {
-			key = "methods"
-		}
-		if m[key] == nil {
-			key = "path_regex"
-		}
-		msg = strings.TrimPrefix(strings.TrimPrefix(msg, key+" "), "path ")
-		d.errorAt(m[key], join(field, key), msg, "")
+		d.errorAt(at, f, msg, "")
 	}
 }
 
@@ -213,7 +213,10 @@ func canonicalHost(host string) (string, string) {
 	if strings.Contains(strings.TrimPrefix(h, "*."), "*") {
 		return "", `a wildcard may only be the first label, as in "*.example.com"`
 	}
-	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.HasSuffix(h, "]") {
+	if strings.Count(h, ":") > 1 && !strings.HasPrefix(h, "[") {
+		return "", `write an IPv6 address in brackets, as in "[2001:db8::1]"`
+	}
+	if strings.Contains(h, ":") && !strings.HasSuffix(h, "]") {
 		var err error
 		if h, port, err = net.SplitHostPort(h); err != nil {
 			return "", "write the port as a number after the last :"

@@ -421,11 +421,11 @@ func (c *opClient) AccessTokenType() op.AccessTokenType  { return op.AccessToken
 func (c *opClient) IDTokenLifetime() time.Duration       { return tokenTTL }
 func (c *opClient) DevMode() bool                        { return false }
 func (c *opClient) IsScopeAllowed(string) bool           { return false }
-func (c *opClient) IDTokenUserinfoClaimsAssertion() bool { return true } // keep email in the ID token
+func (c *opClient) IDTokenUserinfoClaimsAssertion() bool { return true } // user claims go in the ID token too
 
 // ClockSkew is zero: op subtracts it from auth_time and iat, which would
 // make auth_time differ from the login's.
-func (c *opClient) ClockSkew() time.Duration { return time.Second }
+func (c *opClient) ClockSkew() time.Duration { return 0 }
 
 func (c *opClient) RestrictAdditionalIdTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }

@@ -50,7 +50,16 @@ func (f flow) run(t *testing.T) (policy.Facts, error) {
 	if f.expect != nil {
 		f.expect(&want, srv)
 	}
-	return c.Exchange(t.Context(), code, want)
+	facts, err := c.Exchange(t.Context(), code, want)
+	if err != nil {
+		// "eyJ" starts every JWT: base64url of `{"`.
+		for _, secret := range []string{a.Nonce, a.Verifier, code, "eyJ"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error %q leaks %q", err, secret)
+			}
+		}
+	}
+	return facts, err
 }
 
 // at returns a claim editor that sets claim k to testNow+d in epoch seconds.

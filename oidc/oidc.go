@@ -76,27 +76,22 @@ func Dial(ctx context.Context, cfg Config, onRetry func(err error, wait time.Dur
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	const first, ceiling = 250 * time.Millisecond, 30 * time.Second
-	backoff := first
+	const ceiling = 30 * time.Second
+	backoff := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		c, err := discover(ctx, cfg)
 		if err == nil {
 			return c, nil
 		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("oidc: gave up after %d discovery attempts: %w; last error: %w", attempt, ctx.Err(), err)
-		}
 		// Half fixed, half random, so restarted replicas spread out.
 		wait := backoff/2 + rand.N(backoff/2+1)
-		if onRetry != nil {
+		if onRetry != nil && ctx.Err() == nil {
 			onRetry(err, wait)
 		}
-		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return nil, fmt.Errorf("oidc: gave up after %d discovery attempts: %w; last error: %w", attempt, ctx.Err(), err)
-		case <-t.C:
+		case <-time.After(wait):
 		}
 		backoff = min(2*backoff, ceiling)
 	}

@@ -388,6 +388,31 @@ func TestSaveRejectsTooMuch(t *testing.T) {
 	}
 }
 
+func TestConcurrentUse(t *testing.T) {
+	s := newStore(t, true, secret(1), secret(2))
+	done := make(chan error)
+	for range 4 {
+		go func() {
+			var err error
+			for range 20 {
+				rec := httptest.NewRecorder()
+				if _, err = s.Save(rec, realisticFacts(), t0); err != nil {
+					break
+				}
+				if _, err = s.Load(request(rec.Result().Cookies()...), t0); err != nil {
+					break
+				}
+			}
+			done <- err
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // discard is a ResponseWriter whose headers are reset between iterations.
 type discard http.Header
 

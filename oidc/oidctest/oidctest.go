@@ -62,7 +62,7 @@ type Token struct {
 type Server struct {
 	URL                    string
 	ClientID, ClientSecret string
-	Key                    *rsa.PrivateKey // published in the JWKS as kid KeyID
+	Key                    *rsa.PrivateKey // published in the JWKS as kid KeyID; shared by all Servers (see NewKey)
 	KeyID                  string
 
 	opts Options

@@ -1,0 +1,434 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stepgate/stepgate/policy"
+)
+
+// base is the smallest valid file; cases append top-level keys to it.
+const base = `public_url: https://bank.example.com
+oidc:
+  issuer: https://idp.example.com/
+  client_id: stepgate
+session:
+  secrets: ["${STEPGATE_SESSION_SECRET}"]
+`
+
+func mustParse(t *testing.T, src string) *Config {
+	t.Helper()
+	c, err := Parse("test.yaml", []byte(src), lookup)
+	if err != nil {
+		t.Fatalf("Parse:\n%s\nerror:\n%v", src, err)
+	}
+	return c
+}
+
+func TestParseDefaults(t *testing.T) {
+	c := mustParse(t, base)
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"File", c.File, "test.yaml"},
+		{"Listen", c.Listen, ":8080"},
+		{"AdminListen", c.AdminListen, "127.0.0.1:9090"},
+		{"Upstream", c.Upstream == nil, true},
+		{"PublicURL", c.PublicURL.String(), "https://bank.example.com"},
+		{"Issuer", c.OIDC.Issuer, "https://idp.example.com/"},
+		{"ClientID", c.OIDC.ClientID, "stepgate"},
+		{"ClientSecret", c.OIDC.ClientSecret, ""},
+		{"Scopes", strings.Join(c.OIDC.Scopes, " "), "openid profile email"},
+		{"Secrets", len(c.Session.Secrets), 1},
+		{"Secret", string(c.Session.Secrets[0]), fakeEnv["STEPGATE_SESSION_SECRET"]},
+		{"Lifetime", c.Session.Lifetime, 12 * time.Hour},
+		{"Default", c.Default.Name + " " + c.Default.Access.String(), "default authenticated"},
+		{"Default.Line", c.Default.Line, 0},
+		{"Routes", len(c.Routes), 0},
+		{"StripPathParams", c.StripPathParams, false},
+		{"InsecureAllowHTTP", c.InsecureAllowHTTP, false},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v; want %v", ch.name, ch.got, ch.want)
+		}
+	}
+	if w := Warnings(c); len(w) != 0 {
+		t.Errorf("Warnings = %q; want none", w)
+	}
+}
+
+func TestParseValues(t *testing.T) {
+	tests := []struct {
+		name  string
+		src   string
+		check func(t *testing.T, c *Config)
+	}{{
+		name: "switches and listeners",
+		src: `listen: "127.0.0.1:0"
+admin_listen: "127.0.0.1:0"
+upstream: http://app:3000/
+strip_path_params: true
+case_insensitive_paths: true
+identity_headers: [x-remote-user, X-Remote-User, X-Forwarded-Email]
+`,
+		check: func(t *testing.T, c *Config) {
+			if c.Listen != "127.0.0.1:0" || c.AdminListen != "127.0.0.1:0" {
+				t.Errorf("Listen, AdminListen = %q, %q", c.Listen, c.AdminListen)
+			}
+			if got := c.Upstream.String(); got != "http://app:3000" {
+				t.Errorf("Upstream = %q; want http://app:3000", got)
+			}
+			if !c.StripPathParams || !c.CaseInsensitivePaths {
+				t.Errorf("StripPathParams, CaseInsensitivePaths = %v, %v; want true, true", c.StripPathParams, c.CaseInsensitivePaths)
+			}
+			if !c.PathOptions().StripPathParams || !c.TableOptions().CaseInsensitivePaths {
+				t.Errorf("PathOptions, TableOptions = %+v, %+v", c.PathOptions(), c.TableOptions())
+			}
+			if want := []string{"X-Remote-User", "X-Forwarded-Email"}; !slices.Equal(c.IdentityHeaders, want) {
+				t.Errorf("IdentityHeaders = %q; want %q", c.IdentityHeaders, want)
+			}
+		},
+	}, {
+		name: "levels",
+		src: `levels:
+  mfa:
+    acr_values: [urn:mfa, urn:strong]
+    max_age: 15m
+    prompt: login consent login
+    satisfied_by:
+      - acr: [urn:mfa]
+        amr: [otp]
+      - amr: [mfa, hwk]
+  entra:
+    claims:
+      id_token:
+        acrs: {essential: true, value: c1}
+        auth_time: {essential: true}
+        email: null
+      userinfo:
+        given_name: ~
+        tier: {values: [1, 2.5, "3"]}
+    satisfied_by: [{acrs: [c1]}]
+routes:
+  - {name: a, path: /a, require: mfa}
+default: entra
+`,
+		check: func(t *testing.T, c *Config) {
+			if len(c.Levels) != 2 || c.Levels[0].Name != "mfa" || c.Levels[1].Name != "entra" {
+				t.Fatalf("Levels = %+v; want mfa, entra in file order", c.Levels)
+			}
+			mfa := c.Level("mfa")
+			if want := []string{"urn:mfa", "urn:strong"}; !slices.Equal(mfa.ACRValues, want) {
+				t.Errorf("mfa.ACRValues = %q; want %q", mfa.ACRValues, want)
+			}
+			if mfa.MaxAge != 15*time.Minute || mfa.Prompt != "login consent" || mfa.Claims != "" {
+				t.Errorf("mfa MaxAge, Prompt, Claims = %v, %q, %q; want 15m, \"login consent\", \"\"", mfa.MaxAge, mfa.Prompt, mfa.Claims)
+			}
+			if len(mfa.SatisfiedBy) != 2 ||
+				!slices.Equal(mfa.SatisfiedBy[0].ACR, []string{"urn:mfa"}) || !slices.Equal(mfa.SatisfiedBy[0].AMR, []string{"otp"}) ||
+				!slices.Equal(mfa.SatisfiedBy[1].AMR, []string{"mfa", "hwk"}) || mfa.SatisfiedBy[1].ACR != nil {
+				t.Errorf("mfa.SatisfiedBy = %+v", mfa.SatisfiedBy)
+			}
+			entra := c.Level("entra")
+			// File order is kept, scalars keep their YAML types.
+			want := `{"id_token":{"acrs":{"essential":true,"value":"c1"},"auth_time":{"essential":true},"email":null},"userinfo":{"given_name":null,"tier":{"values":[1,2.5,"3"]}}}`
+			if entra.Claims != want {
+				t.Errorf("entra.Claims =\n%s\nwant\n%s", entra.Claims, want)
+			}
+			if entra.MaxAge != 0 || entra.ACRValues != nil || !slices.Equal(entra.SatisfiedBy[0].ACRS, []string{"c1"}) {
+				t.Errorf("entra = %+v", entra)
+			}
+			if c.Default.Access != policy.Leveled || c.Default.Level != entra || c.Default.Name != "default" {
+				t.Errorf("Default = %+v; want the entra level", c.Default)
+			}
+			if c.Level("nope") != nil {
+				t.Errorf("Level(nope) != nil")
+			}
+		},
+	}, {
+		name: "rules",
+		src: `levels:
+  mfa:
+    satisfied_by: [{amr: [mfa]}]
+routes:
+  - name: admin
+    host: Admin.Bank.Example.COM.
+    path: /**
+    require: mfa
+  - name: wild
+    host: "*.bank.example.com:443"
+    path: /x/*/y
+    methods: [POST, DELETE, POST]
+    require: deny
+  - name: alt
+    host: bank.example.com:8443
+    path_regex: /api/v[0-9]+/.*
+    require: public
+  - name: all
+    path: /
+    require: authenticated
+`,
+		check: func(t *testing.T, c *Config) {
+			mfa := c.Level("mfa")
+			n := strings.Count(base, "\n") // lines before src
+			want := []policy.Rule{
+				{Name: "admin", Line: n + 5, Host: "admin.bank.example.com", Path: "/**", Access: policy.Leveled, Level: mfa},
+				{Name: "wild", Line: n + 9, Host: "*.bank.example.com", Path: "/x/*/y", Methods: []string{"POST", "DELETE"}, Access: policy.Denied},
+				{Name: "alt", Line: n + 14, Host: "bank.example.com:8443", PathRegex: "/api/v[0-9]+/.*", Access: policy.Public},
+				{Name: "all", Line: n + 18, Path: "/", Access: policy.Authenticated},
+			}
+			if len(c.Routes) != len(want) {
+				t.Fatalf("Routes = %+v; want %d rules", c.Routes, len(want))
+			}
+			for i, w := range want {
+				g := c.Routes[i]
+				if g.Name != w.Name || g.Line != w.Line || g.Host != w.Host || g.Path != w.Path || g.PathRegex != w.PathRegex ||
+					!slices.Equal(g.Methods, w.Methods) || (g.Methods == nil) != (w.Methods == nil) || g.Access != w.Access || g.Level != w.Level {
+					t.Errorf("Routes[%d] = %+v; want %+v", i, g, w)
+				}
+			}
+			// The rules must compile in policy, the code that matches them.
+			if _, err := policy.NewTable(c.Routes, c.Default, c.TableOptions()); err != nil {
+				t.Errorf("policy.NewTable: %v", err)
+			}
+		},
+	}, {
+		name: "https upstream",
+		src: `upstream: "https://10.0.0.5:8443"
+`,
+		check: func(t *testing.T, c *Config) {
+			if c.Upstream.Scheme != "https" || c.Upstream.Host != "10.0.0.5:8443" {
+				t.Errorf("Upstream = %v", c.Upstream)
+			}
+		},
+	}, {
+		name: "trusted proxies",
+		src: `trusted_proxies: [10.0.0.0/8, 192.168.1.7, "2001:db8::/32", "::1", "::ffff:10.1.2.3"]
+`,
+		check: func(t *testing.T, c *Config) {
+			want := []netip.Prefix{
+				netip.MustParsePrefix("10.0.0.0/8"),
+				netip.MustParsePrefix("192.168.1.7/32"),
+				netip.MustParsePrefix("2001:db8::/32"),
+				netip.MustParsePrefix("::1/128"),
+				netip.MustParsePrefix("10.1.2.3/32"),
+			}
+			if !slices.Equal(c.TrustedProxies, want) {
+				t.Errorf("TrustedProxies = %v; want %v", c.TrustedProxies, want)
+			}
+		},
+	}, {
+		name: "empty optional sections",
+		src: `levels:
+routes:
+trusted_proxies:
+identity_headers:
+`,
+		check: func(t *testing.T, c *Config) {
+			if c.Levels != nil || c.Routes != nil || c.TrustedProxies != nil || c.IdentityHeaders != nil {
+				t.Errorf("got %+v; want empty sections", c)
+			}
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.check(t, mustParse(t, base+tt.src))
+		})
+	}
+}
+
+func TestParseSessionAndScopes(t *testing.T) {
+	src := `public_url: https://Bank.Example.com/
+oidc:
+  issuer: https://idp.example.com/tenant/v2.0
+  client_id: 1234
+  client_secret: "${STEPGATE_CLIENT_SECRET}"
+  scopes: [email, openid, profile, email]
+session:
+  secrets:
+    - "${STEPGATE_SESSION_SECRET}"
+    - "$${literal}-and-a-$-sign-padding-to-32-bytes"
+  lifetime: 90m
+`
+	c := mustParse(t, src)
+	if c.PublicURL.String() != "https://bank.example.com" {
+		t.Errorf("PublicURL = %v; want https://bank.example.com", c.PublicURL)
+	}
+	if c.OIDC.Issuer != "https://idp.example.com/tenant/v2.0" || c.OIDC.ClientID != "1234" {
+		t.Errorf("Issuer, ClientID = %q, %q", c.OIDC.Issuer, c.OIDC.ClientID)
+	}
+	if want := []string{"openid", "email", "profile"}; !slices.Equal(c.OIDC.Scopes, want) {
+		t.Errorf("Scopes = %q; want %q", c.OIDC.Scopes, want)
+	}
+	if got, want := string(c.Session.Secrets[1]), "${literal}-and-a-$-sign-padding-to-32-bytes"; got != want {
+		t.Errorf("Secrets[1] = %q; want %q", got, want)
+	}
+	if c.Session.Lifetime != 90*time.Minute {
+		t.Errorf("Lifetime = %v; want 1h30m", c.Session.Lifetime)
+	}
+	// Expansion runs after YAML parsing: quotes, ": " and "#" in a
+	// value cannot change the document.
+	if c.OIDC.ClientSecret != fakeEnv["STEPGATE_CLIENT_SECRET"] {
+		t.Errorf("ClientSecret = %q; want %q", c.OIDC.ClientSecret, fakeEnv["STEPGATE_CLIENT_SECRET"])
+	}
+}
+
+func TestEnvExpansion(t *testing.T) {
+	env := map[string]string{"A": "x", "EMPTY": "", "YAMLISH": "]: {#", "STRIP": "true"}
+	tests := []struct {
+		in, want string
+	}{
+		{"plain", "plain"},
+		{"${A}", "x"},
+		{"pre-${A}-${A}-post", "pre-x-x-post"},
+		{"${EMPTY}", ""},
+		{"${YAMLISH}", "]: {#"},
+		{"$${A}", "${A}"},
+		{"$A $ $$ a$", "$A $ $$ a$"},
+		{"${A}${A}", "xx"},
+	}
+	for _, tt := range tests {
+		d := &decoder{file: "t", env: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
+		got, ok := d.expand(nil, "f", tt.in)
+		if !ok || got != tt.want || len(d.errs) != 0 {
+			t.Errorf("expand(%q) = %q, %v, %v; want %q", tt.in, got, ok, d.errs, tt.want)
+		}
+	}
+	for _, in := range []string{"${UNSET}", "${A", "${1A}", "${}", "${A-B}"} {
+		d := &decoder{file: "t", env: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
+		if got, ok := d.expand(nil, "f", in); ok || len(d.errs) == 0 {
+			t.Errorf("expand(%q) = %q, %v; want an error", in, got, ok)
+		}
+	}
+
+	// A nil env has no variables: an unset one is an error, never "".
+	if _, err := Parse("t.yaml", []byte(base), nil); err == nil || !strings.Contains(err.Error(), "STEPGATE_SESSION_SECRET is not set") {
+		t.Errorf("Parse with nil env: %v; want STEPGATE_SESSION_SECRET is not set", err)
+	}
+
+	// Booleans may come from the environment too.
+	c := mustParse(t, base+"strip_path_params: ${STRIP_TRUE}\n")
+	if !c.StripPathParams {
+		t.Errorf("StripPathParams from ${STRIP_TRUE} = false; want true")
+	}
+}
+
+// Secrets must never appear in messages, whatever is wrong with them.
+func TestErrorsNeverPrintSecrets(t *testing.T) {
+	const secret = "hunter2-hunter2"
+	src := strings.Replace(base, `["${STEPGATE_SESSION_SECRET}"]`, `["`+secret+`"]`, 1)
+	_, err := Parse("t.yaml", []byte(src), lookup)
+	if err == nil {
+		t.Fatal("Parse accepted a 15-byte secret")
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Errorf("error prints the secret: %v", err)
+	}
+	if !strings.Contains(err.Error(), "15 bytes") || !strings.Contains(err.Error(), "openssl rand -base64 32") {
+		t.Errorf("error = %v; want the length and how to generate one", err)
+	}
+
+	_, err = Parse("t.yaml", []byte(strings.Replace(base, `["${STEPGATE_SESSION_SECRET}"]`, `["${SHORT_SECRET}"]`, 1)), lookup)
+	if err == nil || strings.Contains(err.Error(), fakeEnv["SHORT_SECRET"]) {
+		t.Errorf("error = %v; want an error without the secret", err)
+	}
+}
+
+func TestErrorList(t *testing.T) {
+	_, err := Parse("t.yaml", []byte("routes:\n  - name: x\n    requires: mfa\nlisten: 80\n"), lookup)
+	var list ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("Parse error %T; want ErrorList", err)
+	}
+	for i := 1; i < len(list); i++ {
+		if a, b := list[i-1], list[i]; a.Line > b.Line || a.Line == b.Line && a.Col > b.Col {
+			t.Errorf("errors out of order: %v before %v", a, b)
+		}
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(list) {
+		t.Errorf("Error() has %d lines for %d errors", len(lines), len(list))
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "t.yaml:") {
+			t.Errorf("line %q does not start with the file name", l)
+		}
+	}
+	e := &Error{File: "f", Line: 3, Col: 7, Field: "a.b", Msg: "bad", Hint: "fix it"}
+	if got, want := e.Error(), "f:3:7: a.b: bad; fix it"; got != want {
+		t.Errorf("Error() = %q; want %q", got, want)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "routes.yaml")
+	src := strings.Replace(base, `"${STEPGATE_SESSION_SECRET}"`, `"0123456789abcdef0123456789abcdef"`, 1)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.File != path {
+		t.Errorf("File = %q; want %q", c.File, path)
+	}
+
+	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil || !strings.HasPrefix(err.Error(), "config: ") {
+		t.Errorf("Load(missing) = %v; want a config: error", err)
+	}
+
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, make([]byte, maxFileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("Load(big) = %v; want a size error", err)
+	}
+}
+
+// TestShippedRoutes checks that the example at the repository root parses
+// cleanly and says what its comments say.
+func TestShippedRoutes(t *testing.T) {
+	data, err := os.ReadFile("../routes.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse("routes.yaml", data, lookup)
+	if err != nil {
+		t.Fatalf("routes.yaml:\n%v", err)
+	}
+	if w := Warnings(c); len(w) != 0 {
+		t.Errorf("routes.yaml warnings:\n%s", strings.Join(w, "\n"))
+	}
+	if _, err := policy.NewTable(c.Routes, c.Default, c.TableOptions()); err != nil {
+		t.Errorf("policy.NewTable: %v", err)
+	}
+	byName := make(map[string]int)
+	for i, r := range c.Routes {
+		byName[r.Name] = i
+	}
+	mfa, recent := c.Level("mfa"), c.Level("mfa_recent")
+	if mfa == nil || recent == nil {
+		t.Fatalf("levels = %v; want mfa and mfa_recent", c.Levels)
+	}
+	if recent.Prompt != "login" || recent.MaxAge <= 0 || recent.MaxAge >= mfa.MaxAge {
+		t.Errorf("mfa_recent = %+v; want prompt login and a shorter max_age than mfa", recent)
+	}
+	w, r := byName["transfers-write"], byName["transfers-read"]
+	if c.Routes[w].Level != mfa || c.Routes[r].Access != policy.Authenticated || w > r {
+		t.Errorf("transfers-write (%d) must require mfa before transfers-read (%d) requires authenticated", w, r)
+	}
+	if c.OIDC.ClientID != fakeEnv["STEPGATE_CLIENT_ID"] || c.OIDC.ClientSecret != fakeEnv["STEPGATE_CLIENT_SECRET"] {
+		t.Errorf("OIDC = %+v; want the client from the environment", c.OIDC)
+	}
+}

@@ -1,0 +1,58 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stepgate/stepgate/policy"
+)
+
+// FuzzParse checks that Parse never panics, that it fails only with an
+// ErrorList of positioned lines, and that whatever it accepts keeps the
+// invariants the rest of stepgate relies on.
+func FuzzParse(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/*.yaml")
+	seeds = append(seeds, "../routes.yaml")
+	for _, path := range seeds {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("f.yaml", data, lookup)
+		if err != nil {
+			var list ErrorList
+			if !errors.As(err, &list) || len(list) == 0 {
+				t.Fatalf("Parse error %T %v; want a non-empty ErrorList", err, err)
+			}
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !strings.HasPrefix(line, "f.yaml:") {
+					t.Fatalf("error line %q has no position", line)
+				}
+			}
+			return
+		}
+		if _, err := policy.NewTable(c.Routes, c.Default, c.TableOptions()); err != nil {
+			t.Fatalf("Parse accepted rules that policy.NewTable rejects: %v", err)
+		}
+		if len(c.Session.Secrets) == 0 || len(c.OIDC.Scopes) == 0 || c.OIDC.Scopes[0] != "openid" || c.PublicURL == nil {
+			t.Fatalf("accepted config breaks an invariant: %+v", c)
+		}
+		for _, s := range c.Session.Secrets {
+			if len(s) < minSecretLen {
+				t.Fatalf("accepted a %d-byte secret", len(s))
+			}
+		}
+		for _, l := range c.Levels {
+			if len(l.SatisfiedBy) == 0 || l.MaxAge < 0 || strings.Contains(l.Prompt, "none") {
+				t.Fatalf("accepted level %+v", l)
+			}
+		}
+		_ = Warnings(c)
+	})
+}
