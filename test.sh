@@ -7,6 +7,22 @@ cd "$(dirname "$0")"
 
 fuzztime="${FUZZTIME:-20s}"
 
+# The browser tests need Chromium and the forward-auth tests need nginx: real
+# parts, not mocks. Install them from Debian when missing and we may; the
+# tests themselves fail (never skip) under CI=true when a part is absent.
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "note: ${need[*]} missing and cannot be installed here; the tests that need them will skip (or fail under CI=true)"
+  fi
+fi
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then

@@ -431,4 +431,23 @@ func TestShippedRoutes(t *testing.T) {
 	if c.OIDC.ClientID != fakeEnv["STEPGATE_CLIENT_ID"] || c.OIDC.ClientSecret != fakeEnv["STEPGATE_CLIENT_SECRET"] {
 		t.Errorf("OIDC = %+v; want the client from the environment", c.OIDC)
 	}
+
+	// The commented-out Entra ID level must work once uncommented.
+	lines := strings.Split(string(data), "\n")
+	start := slices.Index(lines, "  # entra_c1:")
+	if start < 0 {
+		t.Fatal("routes.yaml has no commented-out entra_c1 level")
+	}
+	for i := start; i < len(lines) && strings.HasPrefix(lines[i], "  # "); i++ {
+		lines[i] = "  " + strings.TrimPrefix(lines[i], "  # ")
+	}
+	c, err = Parse("routes.yaml", []byte(strings.Join(lines, "\n")), lookup)
+	if err != nil {
+		t.Fatalf("routes.yaml with entra_c1 uncommented:\n%v", err)
+	}
+	entra := c.Level("entra_c1")
+	if want := `{"id_token":{"acrs":{"essential":true,"value":"c1"}}}`; entra == nil || entra.Claims != want || entra.ACRValues != nil ||
+		len(entra.SatisfiedBy) != 1 || !slices.Equal(entra.SatisfiedBy[0].ACRS, []string{"c1"}) {
+		t.Errorf("entra_c1 = %+v; want claims %s and satisfied_by acrs [c1]", entra, want)
+	}
 }

@@ -93,8 +93,12 @@ func (d *decoder) pairs(n *yaml.Node, field string) []pair {
 	seen := make(map[string]int)
 	for i := 0; i+1 < len(v.Content); i += 2 {
 		k, val := v.Content[i], v.Content[i+1]
-		if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!null" || k.ShortTag() == "!!merge" {
-			d.errorAt(k, field, "expected a plain key, got "+describe(k), "merge keys and complex keys are not supported; write the entries out")
+		switch {
+		case k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge":
+			d.errorAt(k, field, "merge keys (<<) are not supported", "write the entries out, or use an alias for the whole value")
+			continue
+		case k.Kind != yaml.ScalarNode || k.ShortTag() == "!!null":
+			d.errorAt(k, field, "expected a plain key, got "+describe(k), "")
 			continue
 		}
 		if first, dup := seen[k.Value]; dup {

@@ -92,7 +92,7 @@ func CanonicalPath(escaped string, opt PathOptions) (string, error) {
 			}
 		case 1: // "."
 			out.w = start
-		case 3:
+		case 2: // "..": drop it and the segment before it
 			if start == 1 {
 				return "", reject("dot-dot above root")
 			}

@@ -346,7 +346,7 @@ func (t *Table) Match(r Request) *Rule {
 		}
 	}
 	if len(t.wild) > 0 {
-		for i := 1; i < len(name); i++ {
+		for i := 0; i < len(name); i++ {
 			if name[i] != '.' {
 				continue
 			}
