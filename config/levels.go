@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -68,7 +69,7 @@ func (d *decoder) level(n *yaml.Node, field string) *policy.Level {
 		case dur <= 0:
 			d.errorAt(m["max_age"], join(field, "max_age"), fmt.Sprintf("%s is not positive", dur),
 				"omit max_age for no freshness requirement, or use prompt: login to force a new sign-in")
-		case dur%1e9 != 0:
+		case dur%time.Second != 0:
 			d.errorAt(m["max_age"], join(field, "max_age"), fmt.Sprintf("%s is not a whole number of seconds", dur), "max_age is sent in seconds; round it")
 		default:
 			l.MaxAge = dur
