@@ -175,7 +175,7 @@ func highReason(s string) string {
 const (
 	refused    = iota // never in a canonical path; see rawReason, escapedReason
 	unreserved        // ALPHA DIGIT - . _ ~: raw in the output, decoded when escaped
-	keep              // sub-delims but ";", ":" and "@": legal raw, and kept escaped when escaped
+	keep              // sub-delims other than ";", plus ":" and "@": legal raw, kept escaped when escaped
 	encode            // printable but not allowed raw in a path: escaped in the output
 )
 

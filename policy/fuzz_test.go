@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"net/url"
 	"path"
 	"strings"
 	"testing"
@@ -31,6 +32,11 @@ func FuzzCanonical(f *testing.F) {
 			return
 		}
 		checkCanonical(t, in, out)
+		// What the proxy forwards: net/url must keep the canonical form
+		// rather than re-escape it its own way.
+		if u := (url.URL{Path: decodeAll(out), RawPath: out}); u.EscapedPath() != out {
+			t.Fatalf("CanonicalPath(%q) = %q, which net/url forwards as %q", in, out, u.EscapedPath())
+		}
 		for _, o := range []PathOptions{{}, {StripPathParams: true}} {
 			if again, err := CanonicalPath(out, o); again != out || err != nil {
 				t.Fatalf("CanonicalPath(%q) = %q, %v; want it unchanged (idempotent)", out, again, err)

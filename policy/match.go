@@ -21,11 +21,11 @@ type TableOptions struct {
 // indexed by host and by path segment, so a lookup costs about the same for
 // ten rules as for ten thousand.
 //
-// Paths are compared in their canonical form with the escapes that remain
-// after CanonicalPath decoded ("%3A" and ":" are the same to a glob or a
-// regex): those escapes can no longer change the segment structure, and the
-// backends stepgate guards decode them too, so "/v1/pay%3Aexec" cannot slip
-// past a rule written for "/v1/pay:exec".
+// Globs and regexes see the canonical path with the escapes CanonicalPath
+// kept decoded, so "%3A" and ":" are the same to them. Those escapes can no
+// longer change the segment structure, and the backends stepgate guards
+// decode them too, so "/v1/pay%3Aexec" cannot slip past a rule written for
+// "/v1/pay:exec". What is forwarded is still the canonical escaped path.
 //
 // A Table is safe for concurrent use.
 type Table struct {
@@ -346,7 +346,7 @@ func (t *Table) Match(r Request) *Rule {
 		}
 	}
 	if len(t.wild) > 0 {
-		for i := 0; i < len(name); i++ {
+		for i := 1; i < len(name); i++ {
 			if name[i] != '.' {
 				continue
 			}
