@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "routes.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const cliConfig = `public_url: "https://bank.example.com"
+oidc: {issuer: "https://idp.example.com", client_id: a, client_secret: b}
+session: {secrets: ["0123456789abcdef0123456789abcdef"]}
+levels:
+  mfa:
+    acr_values: [urn:mfa]
+    max_age: 10m
+    satisfied_by: [{acr: [urn:mfa]}, {amr: [mfa]}]
+routes:
+  - {name: api, path: /api/**, require: authenticated}
+  - {name: transfers, path: /api/transfers/**, require: mfa}
+`
+
+func TestCheck(t *testing.T) {
+	t.Setenv("STEPGATE_CLIENT_ID", "id")
+	t.Setenv("STEPGATE_CLIENT_SECRET", "secret")
+	t.Setenv("STEPGATE_SESSION_SECRET", strings.Repeat("s", 32))
+	if code, out, errs := runCLI(t, "check", "-config", "routes.yaml"); code != 0 || !strings.Contains(out, "ok") || errs != "" {
+		t.Errorf("check of the shipped routes.yaml: exit %d, %q %q; want 0, ok, no warnings", code, out, errs)
+	}
+
+	code, _, errs := runCLI(t, "check", "-config", writeFile(t, cliConfig))
+	if code != 0 || !strings.Contains(errs, `routes[1] "transfers" (mfa) is shadowed by routes[0] "api" (authenticated)`) {
+		t.Errorf("shadowed rule: exit %d, %q; want 0 and a shadowing warning", code, errs)
+	}
+
+	bad := strings.Replace(cliConfig, "require: mfa}", "require: mfaa}", 1)
+	code, _, errs = runCLI(t, "check", "-config", writeFile(t, bad))
+	if code != 2 || !strings.Contains(errs, `routes[1].require: unknown level "mfaa"`) || !strings.Contains(errs, ":11:") {
+		t.Errorf("bad config: exit %d, %q; want 2 and a positioned error", code, errs)
+	}
+	if code, _, _ := runCLI(t, "check", "-config", filepath.Join(t.TempDir(), "missing.yaml")); code != 2 {
+		t.Errorf("missing file: exit %d; want 2", code)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	// The stricter rule first, as check advises.
+	p := writeFile(t, strings.Replace(cliConfig,
+		"  - {name: api, path: /api/**, require: authenticated}\n  - {name: transfers, path: /api/transfers/**, require: mfa}\n",
+		"  - {name: transfers, path: /api/transfers/**, require: mfa}\n  - {name: api, path: /api/**, require: authenticated}\n", 1))
+	for _, tc := range []struct {
+		method, url string
+		want        []string
+	}{
+		{"POST", "https://bank.example.com/api/x/../transfers/7", []string{
+			"canonical: POST bank.example.com/api/transfers/7", "rule:      transfers (" + p + ":10)",
+			"level mfa", "max_age 10m0s", `acr in ["urn:mfa"]`}},
+		{"GET", "/api/accounts", []string{"canonical: GET bank.example.com/api/accounts", "rule:      api", "requires:  authenticated"}},
+		{"GET", "/elsewhere", []string{"rule:      default (no route matched)", "requires:  authenticated"}},
+		{"GET", "/public/%2e%2e/api%2Ftransfers", []string{"rejected with 400", "encoded slash"}},
+		{"TRACE", "/api", []string{"rejected with 400"}},
+	} {
+		code, out, errs := runCLI(t, "explain", "-config", p, tc.method, tc.url)
+		if code != 0 {
+			t.Errorf("explain %s %s: exit %d %q", tc.method, tc.url, code, errs)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("explain %s %s printed:\n%s\nwant it to contain %q", tc.method, tc.url, out, w)
+			}
+		}
+	}
+	if code, _, _ := runCLI(t, "explain", "-config", p, "GET"); code != 2 {
+		t.Errorf("explain without URL: exit %d; want 2", code)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	if code, _, errs := runCLI(t, "frobnicate"); code != 2 || !strings.Contains(errs, "unknown command") {
+		t.Errorf("unknown command: exit %d %q; want 2", code, errs)
+	}
+}
