@@ -5,6 +5,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -102,10 +104,24 @@ func New(cfg Config) (*Handler, error) {
 			Rewrite:      h.rewrite,
 			Transport:    tr,
 			ErrorHandler: h.upstreamError,
+			BufferPool:   bufferPool{},
 			ErrorLog:     slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
 		}
 	}
 	return h, nil
+}
+
+// bufferPool recycles the buffers ReverseProxy copies bodies through; without
+// one it allocates 32 KiB per request.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+func (bufferPool) Get() []byte { return buffers.Get().(*[32 << 10]byte)[:] }
+func (bufferPool) Put(b []byte) {
+	if cap(b) == 32<<10 {
+		buffers.Put((*[32 << 10]byte)(b[:32<<10]))
+	}
 }
 
 // SetOIDC installs the relying-party client once discovery has succeeded.
@@ -321,7 +337,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, t target, f *p
 		}
 		r.URL.Path, r.URL.RawPath = p, t.Path
 	}
-	h.filter.strip(r.Header)
+	// The values go on the inbound request, replacing any client copy under
+	// the canonical names; rewrite strips every other spelling from the
+	// outbound copy and takes the values from here.
 	setIdentity(r.Header, f)
 	h.rp.ServeHTTP(w, r)
 }
@@ -341,6 +359,14 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 }
 
 func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away mid-request: not the upstream's failure.
+		// 499 (nginx's "client closed request") keeps it out of 5xx metrics;
+		// nobody reads the answer.
+		h.log.Debug("client closed request", "err", err)
+		w.WriteHeader(499)
+		return
+	}
 	h.log.Warn("upstream error", "err", err)
 	fail(w, r, http.StatusBadGateway, "bad_gateway", "The application is not reachable right now.")
 }
