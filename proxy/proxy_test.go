@@ -49,6 +49,7 @@ func newFixture(t *testing.T) *fixture {
 		{Name: "transfer-read", Path: "/admin/transfer/**", Methods: []string{"GET"}, Access: policy.Authenticated},
 		{Name: "transfer", Path: "/admin/transfer/**", Access: policy.Leveled, Level: mfa},
 		{Name: "blocked", Path: "/blocked/**", Access: policy.Denied},
+		{Name: "feeds", Path: "/feeds/**", Access: policy.Leveled, Level: mfa},
 	}
 	table, err := policy.NewTable(rules, policy.Rule{Name: "default", Access: policy.Authenticated}, policy.TableOptions{})
 	if err != nil {
@@ -268,5 +269,21 @@ func TestLoginWithoutProviderIs503(t *testing.T) {
 	Admin(f.h).ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz before discovery: %d; want 503", rec.Code)
+	}
+}
+
+func TestWebsocketUpgradeOnlyAfterDecision(t *testing.T) {
+	f := newFixture(t)
+	ws := "GET /feeds/transfers HTTP/1.1\r\nHost: g\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	// A password-only session on a step-up route: refused before any tunnel.
+	if code, _ := f.raw(ws + "Cookie: " + f.cookie(alice) + "\r\n\r\n"); code != http.StatusUnauthorized || f.upstreamCount() != 0 {
+		t.Fatalf("weak session: %d, upstream %d requests; want 401 and none", code, f.upstreamCount())
+	}
+	// A satisfying session: the upgrade request is forwarded as websocket.
+	f.raw(ws + "Cookie: " + f.cookie(aliceMFA) + "\r\n\r\n")
+	r := f.lastUpstream()
+	if r == nil || r.Header.Get("Upgrade") != "websocket" || r.Header.Get(HeaderSubject) != "alice" {
+		t.Fatalf("upstream got %v; want the websocket upgrade with identity", r)
 	}
 }
