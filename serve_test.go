@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stepgate/stepgate/config"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestShutdownDrainsInFlightRequests: on SIGTERM (here, the context ending)
+// a request already being served still gets its answer.
+func TestShutdownDrainsInFlightRequests(t *testing.T) {
+	started := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		time.Sleep(400 * time.Millisecond)
+		io.WriteString(w, "slow answer")
+	}))
+	defer up.Close()
+	listen, admin := freeAddr(t), freeAddr(t)
+	yaml := `listen: "` + listen + `"
+admin_listen: "` + admin + `"
+upstream: "` + up.URL + `"
+public_url: "http://` + listen + `"
+insecure_allow_http: true
+oidc: {issuer: "http://127.0.0.1:1", client_id: a, client_secret: b}
+session: {secrets: ["0123456789abcdef0123456789abcdef"]}
+routes:
+  - {name: slow, path: /slow, require: public}
+`
+	cfg, err := config.Parse("drain.yaml", []byte(yaml), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	g, oc, err := newGateway(cfg, logger, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() { done <- g.run(ctx, oc, logger) }()
+
+	// Readiness stays false: the issuer is unreachable. Liveness answers.
+	var resp *http.Response
+	for range 100 {
+		if resp, err = http.Get("http://" + admin + "/healthz"); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("admin listener never came up: %v", err)
+	}
+	resp.Body.Close()
+	if resp, err := http.Get("http://" + admin + "/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with an unreachable issuer: %v %v; want 503", resp.StatusCode, err)
+	}
+
+	answer := make(chan string)
+	go func() {
+		resp, err := http.Get("http://" + listen + "/slow")
+		if err != nil {
+			answer <- "error: " + err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answer <- string(b)
+	}()
+	<-started
+	cancel()
+	if got := <-answer; !strings.Contains(got, "slow answer") {
+		t.Errorf("in-flight request got %q; want the upstream's answer", got)
+	}
+	if code := <-done; code != 0 {
+		t.Errorf("run returned %d; want 0", code)
+	}
+}
