@@ -18,6 +18,7 @@ func TestDeps(t *testing.T) {
 		"./session": {mod + "/proxy", mod + "/oidc", mod + "/config", mod + "/devidp", "github.com/coreos/go-oidc"},
 		"./proxy":   {mod + "/config", mod + "/devidp"},
 		"./devidp":  {mod + "/proxy", mod + "/oidc", mod + "/session", mod + "/config"},
+		"./demoapp": {mod + "/"},
 	}
 	for pkg, bad := range forbidden {
 		self := mod + strings.TrimPrefix(pkg, ".")

@@ -4,6 +4,7 @@
 //	stepgate serve   [-config routes.yaml]   run the gateway
 //	stepgate check   [-config routes.yaml]   validate a configuration
 //	stepgate explain [-config routes.yaml] METHOD URL
+//	stepgate demo                            the gateway, a demo bank and a development provider on 127.0.0.1
 package main
 
 import (
@@ -38,6 +39,8 @@ const usage = `usage:
   stepgate check   [-config routes.yaml]         validate a configuration
   stepgate explain [-config routes.yaml] METHOD URL
                                                  show how a request is matched
+  stepgate demo    [-listen 127.0.0.1:8080]      run a demo bank behind the gateway with a
+                                                 development identity provider (127.0.0.1 only)
 `
 
 // run is main without the process: tests call it with their own context and
@@ -45,10 +48,13 @@ const usage = `usage:
 // invalid configuration.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
+		fmt.Fprint(stderr, "stepgate: no command given, so starting the demo (stepgate demo); run \"stepgate help\" for the other commands\n")
+		return runDemo(ctx, nil, stdout, stderr)
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "demo" {
+		return runDemo(ctx, args, stdout, stderr) // its own flags
+	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "routes.yaml", "path to routes.yaml")
@@ -174,7 +180,15 @@ func describe(r *policy.Rule) string {
 		s += "; prompt " + l.Prompt
 	}
 	for i, alt := range l.SatisfiedBy {
-		s += fmt.Sprintf("\n           satisfied_by[%d]: acr %v amr %v acrs %v", i, alt.ACR, alt.AMR, alt.ACRS)
+		s += fmt.Sprintf("\n           satisfied_by[%d]:", i)
+		for _, c := range []struct {
+			claim  string
+			values []string
+		}{{"acr", alt.ACR}, {"amr", alt.AMR}, {"acrs", alt.ACRS}} {
+			if len(c.values) > 0 {
+				s += fmt.Sprintf(" %s in %q", c.claim, c.values)
+			}
+		}
 	}
 	return s
 }

@@ -11,7 +11,11 @@
 //
 // Each login is decided either by a script (SetScript), which completes
 // /authorize at once with the acr, amr and auth_time the test chose, or by a
-// minimal login page that checks Config.Users.
+// login page that checks Config.Users: a password, then a one-time code
+// (TOTP) when the request asks for multi-factor acr_values, prompt=login, or
+// the browser's SSO session is older than max_age. The SSO session (an
+// in-memory store keyed by a random cookie) makes a login that needs nothing
+// new silent, as real providers do; RP-initiated logout ends it.
 package devidp
 
 import (
@@ -25,7 +29,9 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"time"
 
+	"github.com/pquerna/otp/totp"
 	"github.com/zitadel/oidc/v3/pkg/op"
 )
 
@@ -43,6 +49,9 @@ type Config struct {
 	// Users are the accounts of the login page; they may be empty when every
 	// login is scripted.
 	Users []User
+	// ShowCodes prints the current one-time code on the code page, so a
+	// demo needs no phone. Never set it where the second factor matters.
+	ShowCodes bool
 }
 
 // Client is a confidential OAuth client. It authenticates at the token
@@ -53,8 +62,9 @@ type Client struct {
 	RedirectURIs []string
 }
 
-// User is an account of the login page. TOTPSecret is kept for the second
-// factor step, which the login page does not ask for yet.
+// User is an account of the login page. TOTPSecret is the base32 RFC 6238
+// secret (SHA-1, 6 digits, 30 s) of the one-time code page; a user without
+// one can only log in with a password, which never yields multi-factor acr.
 type User struct {
 	Username, Password, Subject, Email, TOTPSecret string
 }
@@ -67,6 +77,10 @@ type Provider struct {
 	store   *storage
 	users   map[string]User
 	handler http.Handler
+
+	sso       *ssoStore
+	secure    bool // https issuer: the SSO cookie gets Secure
+	showCodes bool
 
 	mu       sync.Mutex
 	script   func(Request) Login
@@ -96,7 +110,7 @@ func New(cfg Config) (*Provider, error) {
 	var cryptoKey [32]byte
 	rand.Read(cryptoKey[:]) // never fails (crypto/rand, Go ≥ 1.24)
 
-	p := &Provider{issuer: cfg.Issuer, users: users}
+	p := &Provider{issuer: cfg.Issuer, users: users, sso: newSSOStore(), secure: u.Scheme == "https", showCodes: cfg.ShowCodes}
 	p.store = newStorage(cfg.Issuer, cfg.Clients, &signingKey{id: randomID(), key: rsaKey})
 
 	opts := []op.Option{}
@@ -116,10 +130,13 @@ func New(cfg Config) (*Provider, error) {
 	}
 
 	authorizePath := p.op.AuthorizationEndpoint().Relative()
+	endSessionPath := p.op.EndSessionEndpoint().Relative()
 	p.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case loginPath:
 			p.serveLogin(w, r)
+		case endSessionPath:
+			p.serveEndSession(w, r)
 		case authorizePath:
 			p.op.ServeHTTP(w, p.recordAuthorize(r))
 		default:
@@ -217,6 +234,12 @@ func checkUsers(users []User) (map[string]User, error) {
 		if u.Username == "" || u.Password == "" || u.Subject == "" {
 			errs = append(errs, fmt.Errorf("devidp: users[%d]: Username, Password and Subject are required", i))
 			continue
+		}
+		if u.TOTPSecret != "" {
+			if _, err := totp.GenerateCode(u.TOTPSecret, time.Now()); err != nil {
+				errs = append(errs, fmt.Errorf("devidp: users[%d]: TOTPSecret is not base32: %v", i, err))
+				continue
+			}
 		}
 		if _, dup := byName[u.Username]; dup {
 			errs = append(errs, fmt.Errorf("devidp: users[%d]: duplicate Username %q", i, u.Username))

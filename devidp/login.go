@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -204,34 +203,6 @@ func validErrorCode(s string) bool {
 	return true
 }
 
-// serveForm is the human login page: username and password today.
-func (p *Provider) serveForm(w http.ResponseWriter, r *http.Request, ar *authRequest) {
-	// The page is the only way to log in here and there is no SSO session,
-	// so prompt=none can never succeed (OIDC Core §3.1.2.6).
-	if slices.Contains(ar.sent.Prompt, "none") {
-		_ = p.store.DeleteAuthRequest(r.Context(), ar.id)
-		p.redirectError(w, r, ar, string(oidc.LoginRequired))
-		return
-	}
-	page := loginPage{ID: ar.id, Username: ar.sent.LoginHint}
-	if r.Method == http.MethodGet {
-		renderLogin(w, http.StatusOK, page)
-		return
-	}
-	user, ok := p.checkPassword(r.PostFormValue("username"), r.PostFormValue("password"))
-	if !ok {
-		page.Username = r.PostFormValue("username")
-		page.Error = "Wrong username or password."
-		renderLogin(w, http.StatusUnauthorized, page)
-		return
-	}
-	// The TOTP step goes here: when user.TOTPSecret != "", render a code
-	// form (carrying a sealed "password passed" marker), check the code with
-	// github.com/pquerna/otp/totp, then finish with
-	// Login{ACR: ACRMultiFactor, AMR: []string{"pwd", "otp", "mfa"}, ...}.
-	p.finish(w, r, ar, Login{Subject: user.Subject, Email: user.Email, AMR: []string{"pwd"}})
-}
-
 // checkPassword compares digests in constant time, and compares even for an
 // unknown user, so timing tells nothing about which part was wrong.
 func (p *Provider) checkPassword(username, password string) (User, bool) {
@@ -240,37 +211,4 @@ func (p *Provider) checkPassword(username, password string) (User, bool) {
 	got := sha256.Sum256([]byte(password))
 	match := subtle.ConstantTimeCompare(want[:], got[:]) == 1
 	return u, known && match
-}
-
-type loginPage struct {
-	ID       string // auth request ID: random, and the page's only key
-	Username string
-	Error    string
-}
-
-var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>devidp sign in</title></head>
-<body>
-<h1>Sign in</h1>
-<p>devidp: development OpenID provider, not for production use.</p>
-{{if .Error}}<p role="alert">{{.Error}}</p>{{end}}
-<form method="post" action="` + loginPath + `">
-<input type="hidden" name="authRequestID" value="{{.ID}}">
-<p><label>Username <input name="username" value="{{.Username}}" autocomplete="username" required></label></p>
-<p><label>Password <input type="password" name="password" autocomplete="current-password" required></label></p>
-<p><button type="submit">Sign in</button></p>
-</form>
-</body></html>
-`))
-
-func renderLogin(w http.ResponseWriter, status int, page loginPage) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
-	w.WriteHeader(status)
-	if err := loginTmpl.Execute(w, page); err != nil {
-		slog.Error("devidp: render login page", "err", err)
-	}
 }

@@ -26,6 +26,8 @@ func (h *Handler) serveGateway(w http.ResponseWriter, r *http.Request, t target,
 	case "/session":
 		ev.action = "session"
 		h.sessionInfo(w, r, ev)
+	case "/auth", forwardAuthSuffixed(t.Path):
+		h.forwardAuth(w, r, t, ev)
 	default:
 		fail(w, r, http.StatusNotFound, "not_found", "Not found.")
 	}

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/stepgate/stepgate/devidp"
+)
+
+const chromiumPath = "/usr/bin/chromium" // Debian's package "chromium"
+
+// newChromium starts a headless Chromium with a fresh profile and returns
+// a context for chromedp actions. Without Chromium the test fails under
+// CI=true (the CI script installs it) and is skipped elsewhere.
+func newChromium(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("browser tests need %s (CI=true): install it with apt-get install -y chromium: %v", chromiumPath, err)
+		}
+		t.Skipf("browser tests skipped: %s not found; install it with: apt-get install -y chromium", chromiumPath)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1024, 768),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
+	// The first action starts the browser, which lives as long as that
+	// action's context: so no timeout on this one, only on what follows.
+	if err := chromedp.Do(browserCtx); err != nil {
+		cancelBrowser()
+		cancelAlloc()
+		t.Fatalf("start %s: %v", chromiumPath, err)
+	}
+	ctx, cancelTimeout := context.WithTimeout(browserCtx, 2*time.Minute)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelBrowser()
+		cancelAlloc()
+	})
+	return ctx
+}
+
+// step runs actions in order and fails the test, naming the step and
+// showing where the browser is, when one fails.
+func step(t *testing.T, ctx context.Context, name string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		failAt(t, ctx, name, err)
+	}
+}
+
+// get runs one action that returns a value.
+func get[T any](t *testing.T, ctx context.Context, name string, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		failAt(t, ctx, name, err)
+	}
+	return v
+}
+
+func failAt(t *testing.T, ctx context.Context, name string, err error) {
+	t.Helper()
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	loc, _ := chromedp.Run(short, chromedp.Location())
+	body, _ := chromedp.Run(short, chromedp.Text(chromedp.CSS("body")))
+	t.Fatalf("%s: %v\n  at %s\n  page text: %.600s", name, err, loc, body)
+}
+
+func text(t *testing.T, ctx context.Context, id string) string {
+	t.Helper()
+	return get(t, ctx, "read #"+id, chromedp.Text(chromedp.ID(id)))
+}
+
+// screenshot saves a full-page PNG into the test's temp dir and, when
+// STEPGATE_SCREENSHOTS=1, into docs/ for the README.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100)) // quality 100 = PNG
+	if err := os.WriteFile(filepath.Join(t.TempDir(), name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("STEPGATE_SCREENSHOTS") == "1" {
+		if err := os.MkdirAll("docs", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join("docs", name), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// wrongCode returns a six-digit code that the provider does not accept now
+// (it accepts the previous, current and next 30 s window).
+func wrongCode(t *testing.T, secret string) string {
+	t.Helper()
+	now := time.Now()
+	var valid []string
+	for _, d := range []time.Duration{-time.Minute, -30 * time.Second, 0, 30 * time.Second, time.Minute} {
+		c, err := totp.GenerateCode(secret, now.Add(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		valid = append(valid, c)
+	}
+	for _, c := range []string{"000000", "111111", "222222"} {
+		if !slices.Contains(valid, c) {
+			return c
+		}
+	}
+	t.Fatal("no wrong code found")
+	return ""
+}
+
+func currentCode(t *testing.T, secret string) string {
+	t.Helper()
+	c, err := totp.GenerateCode(secret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// exists reports whether sel matches an element on the current page.
+func exists(t *testing.T, ctx context.Context, sel string) bool {
+	t.Helper()
+	return get(t, ctx, "look for "+sel, chromedp.Evaluate[bool](`document.querySelector(`+strconv.Quote(sel)+`) !== null`))
+}
+
+// TestBrowserStepUp walks the demo as a person would, in real Chromium:
+// password login, account page, a transfer that asks for the one-time code,
+// a wrong code, the right code, a second transfer without a prompt, the
+// admin page asking again after its max_age, and logout.
+func TestBrowserStepUp(t *testing.T) {
+	ctx := newChromium(t)
+	td := startBrowserDemo(t)
+	alice := td.user(t, "alice")
+	gw := td.GatewayURL
+
+	// 1. Password-only login on the account page.
+	step(t, ctx, "open the account page", chromedp.Navigate(gw+"/account"), chromedp.WaitVisible(chromedp.ID("password")))
+	step(t, ctx, "type the credentials",
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), alice.Password))
+	screenshot(t, ctx, "demo-login.png")
+	step(t, ctx, "sign in",
+		chromedp.Click(chromedp.ID("sign-in")),
+		chromedp.WaitVisible(chromedp.ID("balance")))
+	identity := text(t, ctx, "identity")
+	if !strings.Contains(identity, "alice@bank.example") || !strings.Contains(identity, "pwd") || strings.Contains(identity, devidp.ACRMultiFactor) {
+		t.Fatalf("account page identity after a password login: %q; want alice, amr pwd, no multi-factor acr", identity)
+	}
+
+	// 2. A transfer needs the second factor: the form POST gets the
+	// gateway's "verification needed" page, whose link steps up.
+	step(t, ctx, "open transfers and send",
+		chromedp.Click(chromedp.ID("nav-transfers")),
+		chromedp.WaitVisible(chromedp.ID("transfer-form")),
+		chromedp.SetValue(chromedp.ID("amount"), "42.00"),
+		chromedp.Click(chromedp.ID("send")),
+		chromedp.WaitVisible(chromedp.ID("stepgate-continue")))
+	screenshot(t, ctx, "demo-verification-needed.png")
+	if n := len(td.App.Transfers()); n != 0 {
+		t.Fatalf("%d transfers reached the app before the step-up; want 0", n)
+	}
+	step(t, ctx, "continue to verification",
+		chromedp.Click(chromedp.ID("stepgate-continue")),
+		chromedp.WaitVisible(chromedp.CSS("#username, #code")))
+	if exists(t, ctx, "#username") { // the SSO session normally spares this
+		step(t, ctx, "password again",
+			chromedp.SendKeys(chromedp.ID("username"), "alice"),
+			chromedp.SendKeys(chromedp.ID("password"), alice.Password),
+			chromedp.Click(chromedp.ID("sign-in")),
+			chromedp.WaitVisible(chromedp.ID("code")))
+	}
+	screenshot(t, ctx, "demo-stepup-code.png")
+
+	// 3. A wrong code: an error, and nothing reaches the app.
+	step(t, ctx, "enter a wrong code",
+		chromedp.SendKeys(chromedp.ID("code"), wrongCode(t, alice.TOTPSecret)),
+		chromedp.Click(chromedp.ID("verify")),
+		chromedp.WaitVisible(chromedp.ID("error")))
+	errText := text(t, ctx, "error")
+	if !strings.Contains(errText, "Wrong code") {
+		t.Errorf("wrong code error %q; want it to say Wrong code", errText)
+	}
+	if n := len(td.App.Transfers()); n != 0 {
+		t.Fatalf("%d transfers reached the app after a wrong code; want 0", n)
+	}
+
+	// 4. The right code returns to the transfers page; submitting again
+	// goes through.
+	step(t, ctx, "enter the code and send again",
+		chromedp.SetValue(chromedp.ID("code"), currentCode(t, alice.TOTPSecret)),
+		chromedp.Click(chromedp.ID("verify")),
+		chromedp.WaitVisible(chromedp.ID("transfer-form")),
+		chromedp.SetValue(chromedp.ID("amount"), "42.00"),
+		chromedp.Click(chromedp.ID("send")),
+		chromedp.WaitVisible(chromedp.ID("transfer-done")))
+	done := text(t, ctx, "transfer-done")
+	identity = text(t, ctx, "identity")
+	screenshot(t, ctx, "demo-transfer-done.png")
+	if !strings.Contains(done, "42.00 EUR") || !strings.Contains(identity, devidp.ACRMultiFactor) || !strings.Contains(identity, "pwd,otp,mfa") {
+		t.Errorf("done page %q, identity %q; want 42.00 EUR with multi-factor acr and amr", done, identity)
+	}
+	if got := td.App.Transfers(); len(got) != 1 || got[0].Subject != "alice" || got[0].Amount != "42.00" || got[0].ACR != devidp.ACRMultiFactor {
+		t.Fatalf("app recorded %+v; want one multi-factor transfer of 42.00 by alice", got)
+	}
+
+	// 5. Within max_age a second transfer needs no prompt.
+	before := len(td.IDP.Requests())
+	step(t, ctx, "second transfer",
+		chromedp.Navigate(gw+"/transfers"),
+		chromedp.WaitVisible(chromedp.ID("transfer-form")),
+		chromedp.Click(chromedp.ID("send")),
+		chromedp.WaitVisible(chromedp.ID("transfer-done")))
+	if n := len(td.App.Transfers()); n != 2 {
+		t.Errorf("%d transfers recorded; want 2", n)
+	}
+	if after := len(td.IDP.Requests()); after != before {
+		t.Errorf("the second transfer went to the provider %d times; want 0", after-before)
+	}
+
+	// 6. The admin page (mfa_recent, max_age 2m) is open right after the
+	// step-up, and asks again, password first (prompt=login), once 2
+	// minutes have passed on the gateway's clock.
+	step(t, ctx, "admin within max_age", chromedp.Navigate(gw+"/admin"), chromedp.WaitVisible(chromedp.ID("all-transfers")))
+	td.advance(3 * time.Minute)
+	step(t, ctx, "admin after max_age", chromedp.Navigate(gw+"/admin"), chromedp.WaitVisible(chromedp.ID("password")))
+	reqs := td.IDP.Requests()
+	if last := reqs[len(reqs)-1]; !slices.Contains(last.Prompt, "login") || !slices.Contains(last.ACRValues, devidp.ACRMultiFactor) {
+		t.Errorf("admin step-up asked %+v; want prompt=login and the multi-factor acr_values", last)
+	}
+
+	// 7. Logout ends the gateway session and the provider's: the account
+	// page asks for the password again.
+	step(t, ctx, "logout",
+		chromedp.Navigate(gw+"/account"),
+		chromedp.WaitVisible(chromedp.ID("balance")), // the abandoned admin step-up left the session intact
+		chromedp.Navigate(gw+"/.stepgate/logout"),
+		chromedp.WaitVisible(chromedp.ID("password")),
+		chromedp.Navigate(gw+"/account"),
+		chromedp.WaitVisible(chromedp.ID("password")))
+}
+
+// startBrowserDemo is startTestDemo with the one-time code shown on the code
+// page, as `stepgate demo` shows it, for the screenshots.
+func startBrowserDemo(t *testing.T) *testDemo {
+	return startTestDemoWith(t, func(o *demoOptions) { o.ShowCodes = true })
+}

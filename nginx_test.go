@@ -1,0 +1,368 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stepgate/stepgate/config"
+	"github.com/stepgate/stepgate/oidc"
+)
+
+// nginxConfig is stepgate's configuration behind nginx: forward-auth only
+// (no upstream), trusting nginx on loopback.
+const nginxConfig = `
+listen: "127.0.0.1:0"
+admin_listen: "127.0.0.1:0"
+public_url: "${PUBLIC_URL}"
+insecure_allow_http: true
+trusted_proxies: ["127.0.0.1/32"]
+oidc:
+  issuer: "${ISSUER}"
+  client_id: stepgate
+  client_secret: "stepgate-test-secret"
+session:
+  secrets: ["` + secretOld + `"]
+  lifetime: 1h
+levels:
+  mfa:
+    acr_values: ["http://schemas.openid.net/pape/policies/2007/06/multi-factor"]
+    max_age: 15m
+    satisfied_by:
+      - acr: ["http://schemas.openid.net/pape/policies/2007/06/multi-factor"]
+      - amr: ["mfa"]
+routes:
+  - name: health
+    path: /healthz
+    require: public
+  - name: transfers
+    path: /api/transfers/**
+    require: mfa
+  - name: admin
+    path: /admin/**
+    require: mfa
+  - name: blocked
+    path: /blocked/**
+    require: deny
+default: authenticated
+`
+
+// nginxGateway is real nginx, running deploy/nginx/stepgate.conf, with
+// stepgate as its auth service and a recording upstream behind it.
+type nginxGateway struct {
+	*gw        // url is nginx's origin: what browsers use
+	stepgate   string
+	nginxError string // path of nginx's error log, shown on failure
+}
+
+// nginxBinary finds nginx, or ends the test: under CI=true a missing nginx
+// is a failure (.ci/run installs it), elsewhere a skip.
+func nginxBinary(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"nginx", "/usr/sbin/nginx"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("nginx is not installed; CI must install it (apt-get install -y nginx)")
+	}
+	t.Skip("nginx is not installed (apt-get install -y nginx); the nginx end-to-end test needs it")
+	return ""
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startNginxGateway(t *testing.T) *nginxGateway {
+	t.Helper()
+	bin := nginxBinary(t)
+	front := freePort(t)
+	public := "http://" + front
+
+	p := startIDP(t, public+"/.stepgate/callback")
+	up := newUpstream(t)
+	env := map[string]string{"PUBLIC_URL": public, "ISSUER": p.url}
+	cfg, err := config.Parse("nginx.yaml", []byte(nginxConfig), func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	})
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	g := &gw{t: t, idp: p, up: up, url: public, logs: &lockedBuffer{}, secrets: secretOld}
+	logger := slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	gwy, oc, err := newGateway(cfg, logger, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := oidc.New(context.Background(), oc)
+	if err != nil {
+		t.Fatalf("oidc: %v", err)
+	}
+	gwy.handler.SetOIDC(c)
+	g.g = gwy
+	g.srv = httptest.NewUnstartedServer(gwy.public.Handler)
+	g.srv.Config = gwy.public
+	g.srv.Start()
+	t.Cleanup(g.srv.Close)
+	t.Cleanup(func() { g.checkLogs() })
+	ng := &nginxGateway{gw: g, stepgate: strings.TrimPrefix(g.srv.URL, "http://")}
+
+	// deploy/nginx/stepgate.conf as shipped, with only its placeholders
+	// replaced, inside a minimal nginx.conf whose files all live in dir.
+	dir := t.TempDir()
+	src, err := os.ReadFile(filepath.Join("deploy", "nginx", "stepgate.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := strings.NewReplacer("{{LISTEN}}", front, "{{STEPGATE}}", ng.stepgate,
+		"{{UPSTREAM}}", strings.TrimPrefix(up.srv.URL, "http://")).Replace(string(src))
+	if strings.Contains(site, "{{") {
+		t.Fatal("deploy/nginx/stepgate.conf has a placeholder the test does not know")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "stepgate.conf"), []byte(site), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ng.nginxError = filepath.Join(dir, "error.log")
+	nginxConf := fmt.Sprintf(`pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+events { worker_connections 128; }
+http {
+    access_log %[1]s/access.log;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    include %[1]s/stepgate.conf;
+}
+`, dir)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(nginxConf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// One foreground process (no master, no daemon) that runs as the test's
+	// user and dies with the test.
+	cmd := exec.Command(bin, "-p", dir+"/", "-e", ng.nginxError, "-c", filepath.Join(dir, "nginx.conf"),
+		"-g", "daemon off; master_process off;")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting nginx: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			if b, err := os.ReadFile(ng.nginxError); err == nil {
+				t.Logf("nginx error log:\n%s", b)
+			}
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(ng.nginxError)
+			t.Fatalf("nginx exited: %v\n%s", err, b)
+		default:
+		}
+		if conn, err := net.DialTimeout("tcp", front, 100*time.Millisecond); err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nginx did not start listening within 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return ng
+}
+
+// raw sends one request to nginx byte for byte and returns the status and
+// the Location header.
+func (ng *nginxGateway) raw(t *testing.T, req string) (int, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(ng.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading response to %q: %v", req, err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header.Get("Location")
+}
+
+func TestNginxLoginAndStepUp(t *testing.T) {
+	ng := startNginxGateway(t)
+	ng.script(mfaLogin("alice"))
+	b := ng.browser()
+
+	// Public: no login, and the identity headers reach the app empty, never
+	// as the client's forged copies (the upstream checks those).
+	resp, chain := b.browse(ng.url+"/healthz", nil)
+	if got := body(t, resp); resp.StatusCode != 200 || got != "upstream: /healthz" || len(chain) != 1 {
+		t.Fatalf("public route: %d %q after %d hops; want the upstream's 200 directly", resp.StatusCode, got, len(chain))
+	}
+
+	// Login on a plain route: one trip to the provider, back to the page
+	// with its query, identity from stepgate's auth answer.
+	resp, chain = b.browse(ng.url+"/account?tab=1", nil)
+	if got := body(t, resp); resp.StatusCode != 200 || got != "upstream: /account" {
+		t.Fatalf("login: final answer %d %q; want 200 from upstream (hops %v)", resp.StatusCode, got, chain)
+	}
+	if n := authorizeHops(chain, ng.idp.url); n != 1 {
+		t.Errorf("login took %d trips to the provider; want 1", n)
+	}
+	r := ng.up.last()
+	if r.URL.RawQuery != "tab=1" {
+		t.Errorf("upstream query %q; want tab=1", r.URL.RawQuery)
+	}
+	if sub, acr := r.Header.Get("X-Stepgate-Subject"), r.Header.Get("X-Stepgate-Acr"); sub != "alice" || acr != "" {
+		t.Errorf("upstream identity sub %q acr %q; want alice without acr", sub, acr)
+	}
+	if r.Header.Get("X-Stepgate-Email") != "alice@bank.example" || r.Header.Get("X-Stepgate-Amr") != "pwd" || r.Header.Get("X-Stepgate-Auth-Time") == "" {
+		t.Errorf("upstream identity headers incomplete: %v", r.Header)
+	}
+
+	// Step-up on a sensitive location: nginx sends the browser to the
+	// sign-in URL stepgate named, with the level; the provider is asked for
+	// multi-factor; the app then receives the stronger identity.
+	resp, chain = b.browse(ng.url+"/admin/transfer", nil)
+	if got := body(t, resp); resp.StatusCode != 200 || got != "upstream: /admin/transfer" {
+		t.Fatalf("step-up: final answer %d %q; want 200 from upstream (hops %v)", resp.StatusCode, got, chain)
+	}
+	if len(chain) < 2 || chain[0].status != http.StatusFound || !strings.Contains(chain[0].loc, "/.stepgate/login?level=mfa&rd=%2Fadmin%2Ftransfer") {
+		t.Errorf("first hop %+v; want nginx's 302 to the mfa sign-in URL", chain[0])
+	}
+	reqs := ng.idp.Requests()
+	if len(reqs) != 2 || len(reqs[1].ACRValues) != 1 || reqs[1].ACRValues[0] != acrMFA {
+		t.Errorf("provider saw %+v; want a second, multi-factor request", reqs)
+	}
+	r = ng.up.last()
+	if r.Header.Get("X-Stepgate-Acr") != acrMFA {
+		t.Errorf("upstream acr %q after step-up; want %q", r.Header.Get("X-Stepgate-Acr"), acrMFA)
+	}
+}
+
+// THREATS.md §C through real nginx: whatever the client sends, a sensitive
+// request without multi-factor never reaches the app.
+func TestNginxForwardAuthThreats(t *testing.T) {
+	ng := startNginxGateway(t)
+	ng.script(pwdLogin("mallory")) // signed in, never multi-factor
+	b := ng.browser()
+	resp, _ := b.browse(ng.url+"/account", nil)
+	if body(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("login: status %d; want 200", resp.StatusCode)
+	}
+	var cookie string
+	for _, c := range b.jar.Cookies(mustURL(t, ng.url)) {
+		cookie += c.Name + "=" + c.Value + "; "
+	}
+	if cookie == "" {
+		t.Fatal("no session cookie after login")
+	}
+	host := strings.TrimPrefix(ng.url, "http://")
+
+	// Control: the same raw request for a plain route does pass, so the
+	// refusals below are decisions, not a broken request.
+	before := ng.up.count()
+	if status, _ := ng.raw(t, fmt.Sprintf("GET /account HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\n\r\n", host, cookie)); status != 200 || ng.up.count() != before+1 {
+		t.Fatalf("control request: status %d; want 200 from the upstream", status)
+	}
+
+	tests := []struct {
+		name   string
+		target string
+		method string
+		extra  string
+	}{
+		{"spoofed X-Forwarded-Uri", "/admin/transfer", "POST", "X-Forwarded-Uri: /healthz\r\n"},
+		{"spoofed X-Original-URI", "/admin/transfer", "POST", "X-Original-URI: /healthz\r\n"},
+		{"spoofed X-Original-URL", "/admin/transfer", "POST", "X-Original-URL: http://" + host + "/healthz\r\n"},
+		{"spoofed X-Forwarded-Method", "/admin/transfer", "POST", "X-Forwarded-Method: GET\r\n"},
+		{"spoofed X-Forwarded-Host", "/admin/transfer", "POST", "X-Forwarded-Host: other.example\r\n"},
+		{"all spoofed at once", "/admin/transfer", "POST",
+			"X-Forwarded-Uri: /healthz\r\nX-Original-URI: /healthz\r\nX-Forwarded-Method: GET\r\nX-Original-Method: GET\r\n"},
+		{"headers deleted via Connection", "/admin/transfer", "POST",
+			"Connection: close, X-Forwarded-Uri, X-Forwarded-Host, X-Forwarded-Method\r\n"},
+		{"headers deleted via Connection, lower case", "/admin/transfer", "GET", "Connection: x-forwarded-uri\r\n"},
+		{"method override header", "/admin/transfer", "GET", "X-HTTP-Method-Override: POST\r\n"},
+		{"dot segments", "/healthz/../admin/transfer", "GET", ""},
+		{"encoded dot segments", "/healthz/%2e%2e/admin/transfer", "GET", ""},
+		{"encoded slash", "/healthz/..%2Fadmin/transfer", "GET", ""},
+		{"encoded slash inside", "/admin%2Ftransfer", "GET", ""},
+		{"double slash", "//admin/transfer", "GET", ""},
+		{"double encoding", "/healthz/%252e%252e/admin/transfer", "GET", ""},
+		{"path parameter", "/healthz;/../admin/transfer", "GET", ""},
+		{"backslash", "/healthz/..\\admin/transfer", "GET", ""},
+		{"encoded backslash", "/healthz/..%5Cadmin/transfer", "GET", ""},
+		{"encoded NUL", "/admin/transfer%00", "GET", ""},
+		{"lower-case escape", "/admin/transfe%72", "GET", ""},
+		{"absolute-form", "http://" + host + "/admin/transfer", "GET", ""},
+		{"the internal auth location", "/_stepgate_auth", "GET", "X-Forwarded-Uri: /healthz\r\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := ng.up.count()
+			req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nAccept: text/html\r\n%sContent-Length: 0\r\n\r\n",
+				tc.method, tc.target, host, cookie, tc.extra)
+			status, loc := ng.raw(t, req)
+			if n := ng.up.count() - before; n != 0 {
+				t.Fatalf("the upstream received %d request(s); want none (status %d)", n, status)
+			}
+			if status >= 200 && status < 300 {
+				t.Errorf("status %d; want a refusal", status)
+			}
+			if status == http.StatusFound && !strings.Contains(loc, "level=mfa") {
+				t.Errorf("redirect to %q; want only a multi-factor sign-in", loc)
+			}
+		})
+	}
+
+	// Asking the auth endpoint itself through nginx: every peer behind nginx
+	// looks like the trusted ingress, so nginx refuses the path.
+	for _, target := range []string{"/.stepgate/auth", "/.stepgate/auth/healthz", "/.stepgate/AUTH"} {
+		status, _ := ng.raw(t, fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Host: %s\r\nX-Forwarded-Uri: /admin/transfer\r\n\r\n", target, host, host))
+		if status == http.StatusOK {
+			t.Errorf("GET %s through nginx: 200; want the auth endpoint unreachable for clients", target)
+		}
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}

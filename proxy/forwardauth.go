@@ -1,0 +1,345 @@
+package proxy
+
+import (
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+
+	"github.com/stepgate/stepgate/policy"
+)
+
+// Forward-auth (DESIGN.md §6, THREATS.md §C 26–31): an ingress asks
+// /.stepgate/auth whether to let a request through and describes that
+// request in headers. Two shapes are understood:
+//
+//   - headers (nginx auth_request, ingress-nginx, Traefik ForwardAuth,
+//     Caddy forward_auth): the auth request is for /.stepgate/auth itself
+//     and the original method, host and URI arrive in X-Forwarded-Method
+//     (or X-Original-Method), X-Forwarded-Host and X-Forwarded-Uri (or
+//     X-Original-URI, or X-Original-URL as an absolute URL);
+//   - path prefix (Envoy ext_authz HTTP service with path_prefix
+//     /.stepgate/auth): the original path and query follow the prefix, and
+//     the method and Host are the original ones.
+//
+// Either way the description is believed only from a peer in
+// trusted_proxies, and is never completed with defaults: what is missing,
+// repeated, contradictory or unparseable is a 400, never a decision about
+// some other request such as "/".
+//
+// Answers: 200 with every identity header (empty when unknown) to allow;
+// 401 with X-Stepgate-Signin (the absolute sign-in URL carrying the level)
+// when a login or step-up is needed; 403 to deny. nginx auth_request
+// understands only 2xx, 401 and 403. With ?mode=redirect or the header
+// X-Stepgate-Mode: redirect (Traefik, Caddy and Envoy pass the auth
+// answer to the client) a browser navigation gets a 302 to the sign-in URL
+// instead. ?level=NAME or X-Stepgate-Level: NAME adds a level that must be
+// satisfied besides what the route table requires: it only ever makes the
+// requirement stricter, so it is safe even when a client can send it.
+const (
+	authPath = reservedPrefix + "auth"
+
+	// HeaderSignin carries the sign-in URL on a 401 from /.stepgate/auth.
+	HeaderSignin = "X-Stepgate-Signin"
+	// HeaderAuthMode selects the answer style: "redirect" or "status".
+	HeaderAuthMode = "X-Stepgate-Mode"
+	// HeaderAuthLevel names a level to require on top of the route's.
+	HeaderAuthLevel = "X-Stepgate-Level"
+)
+
+// The request headers that describe the original request. A client must
+// never be able to remove one on its way here (THREATS.md §C 28).
+var forwardAuthInputs = []string{
+	"X-Forwarded-Method", "X-Original-Method",
+	"X-Forwarded-Host",
+	"X-Forwarded-Uri", "X-Original-Uri", "X-Original-Url",
+}
+
+// forwardAuthSuffixed returns the endpoint name serveGateway switches on for
+// a path-prefix (Envoy) auth request, so that /.stepgate/auth/admin/x is
+// dispatched to forwardAuth like /.stepgate/auth.
+func forwardAuthSuffixed(path string) string {
+	if len(path) > len(authPath) && strings.HasPrefix(path, authPath+"/") {
+		return path[len(reservedPrefix)-1:]
+	}
+	return "/auth"
+}
+
+// original is the request an ingress asks about.
+type original struct {
+	target
+	navigation bool // a browser navigation, which may be answered with a 302
+}
+
+// forwardAuth serves /.stepgate/auth and /.stepgate/auth/<original path>.
+func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, ev *event) {
+	ev.action = "forward_auth"
+	noStore(w)
+	if !h.trustedPeer(r.RemoteAddr) {
+		ev.reason = "untrusted peer"
+		fail(w, r, http.StatusForbidden, "forbidden", "Only a trusted ingress may ask.")
+		return
+	}
+	var (
+		o    original
+		opts url.Values
+		err  error
+	)
+	if t.Path == authPath {
+		o, err = originalFromHeaders(r.Header, h.pathOpt)
+		opts = r.URL.Query()
+	} else {
+		o, err = originalFromPrefix(r, h.pathOpt)
+	}
+	if err != nil {
+		ev.reason = "forward-auth: " + rejectReason(err)
+		fail(w, r, http.StatusBadRequest, "bad_request", "The forwarded request could not be understood.")
+		return
+	}
+	ev.path = o.Path
+	o.navigation = (o.Method == http.MethodGet || o.Method == http.MethodHead) && acceptsHTML(r)
+
+	var levels []*policy.Level
+	for _, name := range append(opts["level"], r.Header.Values(HeaderAuthLevel)...) {
+		l := h.levels[name]
+		if l == nil {
+			// The ingress configuration names a level routes.yaml does not
+			// define: an operator error, and never a reason to allow.
+			h.log.Error("forward-auth: unknown level requested", "level", name)
+			ev.reason = "unknown level " + name
+			fail(w, r, http.StatusInternalServerError, "config_error", "The gateway is misconfigured.")
+			return
+		}
+		levels = append(levels, l)
+	}
+
+	now := h.now()
+	facts := h.loadFacts(r, now, ev)
+	rule, d := h.decide(o.target, claimedMethods(r.Header, o.Query), facts, now)
+	for _, l := range levels {
+		extra := &policy.Rule{Name: rule.Name + "+" + l.Name, Access: policy.Leveled, Level: l}
+		if d2 := policy.Decide(extra, facts, now); strictness(d2) > strictness(d) {
+			d = d2
+		}
+	}
+	ev.route, ev.reason = rule.Name, d.Reason
+	h.metrics.decision(rule.Name, d.Action)
+
+	switch d.Action {
+	case policy.Allow:
+		ev.action = "forward_auth_allow"
+		setIdentity(w.Header(), facts)
+		w.WriteHeader(http.StatusOK)
+	case policy.Login, policy.StepUp:
+		ev.action = "forward_auth_" + d.Action.String()
+		rd := o.Path
+		if o.Query != "" {
+			rd += "?" + o.Query
+		}
+		if rd = localRedirect(rd); rd == "" {
+			rd = "/"
+		}
+		signin := h.origin() + loginPath(d.Level, rd)
+		if o.navigation && redirectMode(opts, r.Header) {
+			http.Redirect(w, r, signin, http.StatusFound)
+			return
+		}
+		w.Header().Set(HeaderSignin, signin)
+		challenge(w, d, signin)
+	default:
+		ev.action = "forward_auth_deny"
+		fail(w, r, http.StatusForbidden, "forbidden", "You do not have access to this page.")
+	}
+}
+
+// trustedPeer reports whether the direct peer is in trusted_proxies.
+func (h *Handler) trustedPeer(remoteAddr string) bool {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range h.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// redirectMode reports whether the ingress asked for 302 answers.
+func redirectMode(q url.Values, hdr http.Header) bool {
+	for _, v := range append(q["mode"], hdr.Values(HeaderAuthMode)...) {
+		if strings.EqualFold(v, "redirect") {
+			return true
+		}
+	}
+	return false
+}
+
+var errAmbiguous = &policy.Rejection{Reason: "forwarded request headers missing, repeated or contradictory"}
+
+// single returns the one value of the first present header among names, and
+// requires every other present one to carry the same value. ok is false
+// when none is present; err when one is repeated or they disagree.
+func single(hdr http.Header, names ...string) (v string, ok bool, err error) {
+	for _, n := range names {
+		vals := hdr.Values(n)
+		switch {
+		case len(vals) == 0:
+			continue
+		case len(vals) > 1:
+			return "", false, errAmbiguous
+		case ok && vals[0] != v:
+			return "", false, errAmbiguous
+		}
+		v, ok = vals[0], true
+	}
+	return v, ok, nil
+}
+
+// originalFromHeaders reads the original request from an ingress's headers.
+// Every alias that is present must agree: an ingress sets one of them, a
+// client may have added another, and believing either would let the client
+// choose what is decided (THREATS.md §C 26).
+func originalFromHeaders(hdr http.Header, opt policy.PathOptions) (original, error) {
+	if err := connectionNames(hdr); err != nil {
+		return original{}, err
+	}
+	method, ok, err := single(hdr, "X-Forwarded-Method", "X-Original-Method")
+	if err != nil || !ok {
+		return original{}, errAmbiguous
+	}
+	uri, uriOK, err := single(hdr, "X-Forwarded-Uri", "X-Original-Uri")
+	if err != nil {
+		return original{}, err
+	}
+	host, hostOK, err := single(hdr, "X-Forwarded-Host")
+	if err != nil {
+		return original{}, err
+	}
+	if full, ok, err := single(hdr, "X-Original-Url"); err != nil {
+		return original{}, err
+	} else if ok {
+		uHost, uURI, err := splitAbsoluteURL(full)
+		if err != nil {
+			return original{}, err
+		}
+		if (uriOK && uURI != uri) || (hostOK && !sameHost(uHost, host)) {
+			return original{}, errAmbiguous
+		}
+		uri, uriOK, host, hostOK = uURI, true, uHost, true
+	}
+	if !uriOK || !hostOK {
+		return original{}, errAmbiguous
+	}
+	return canonicalOriginal(method, host, uri, opt)
+}
+
+// originalFromPrefix reads the original request from a path-prefix auth
+// request: /.stepgate/auth/admin/x?q is GET <Host>/admin/x?q.
+func originalFromPrefix(r *http.Request, opt policy.PathOptions) (original, error) {
+	// A request that also carries the header shape's description was meant
+	// for /.stepgate/auth (say, an nginx location that proxies to
+	// /.stepgate/auth/): deciding on its path would decide about "/".
+	for _, n := range forwardAuthInputs {
+		if _, ok := r.Header[n]; ok {
+			return original{}, &policy.Rejection{Reason: "path-prefix auth request also carries " + n}
+		}
+	}
+	uri := r.RequestURI
+	// The prefix may be spelled with escapes or another case on the wire;
+	// only the exact spelling is accepted, so that what follows it is
+	// exactly the original request-target.
+	if !strings.HasPrefix(uri, authPath+"/") {
+		return original{}, &policy.Rejection{Reason: "path-prefix auth request not under " + authPath + "/"}
+	}
+	return canonicalOriginal(r.Method, r.Host, uri[len(authPath):], opt)
+}
+
+// canonicalOriginal canonicalizes method, host and an origin-form URI with
+// exactly the rules the proxy applies to the requests it serves, and
+// accepts the path only if it already is canonical.
+func canonicalOriginal(method, host, uri string, opt policy.PathOptions) (original, error) {
+	if uri == "" || uri[0] != '/' {
+		return original{}, &policy.Rejection{Reason: "forwarded URI is not a path"}
+	}
+	for i := 0; i < len(uri); i++ {
+		if c := uri[i]; c < 0x21 || c >= 0x7f || c == '#' {
+			return original{}, &policy.Rejection{Reason: "forwarded URI has a character a request-target cannot"}
+		}
+	}
+	path, query, _ := strings.Cut(uri, "?")
+	req, err := policy.Canonical(method, host, path, opt)
+	if err != nil {
+		return original{}, err
+	}
+	if req.Path != path {
+		// The ingress forwards the path as the client wrote it, not our
+		// canonical form, so a decision on the canonical form would be about
+		// another request than the one the app receives: "/admin/x/../../public"
+		// is "/public" here but may be routed under /admin by an app that does
+		// not resolve dot segments (THREATS.md §C 29).
+		return original{}, &policy.Rejection{Reason: "forwarded path is not in canonical form"}
+	}
+	return original{target: target{Request: req, Query: query}}, nil
+}
+
+// splitAbsoluteURL splits an http(s) URL into its authority and its
+// origin-form rest, without decoding anything.
+func splitAbsoluteURL(s string) (host, uri string, err error) {
+	bad := &policy.Rejection{Reason: "X-Original-URL is not an absolute http(s) URL"}
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok || !(strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https")) {
+		return "", "", bad
+	}
+	i := strings.IndexAny(rest, "/?#")
+	if i <= 0 || rest[i] != '/' {
+		return "", "", bad
+	}
+	return rest[:i], rest[i:], nil
+}
+
+// sameHost compares two host headers in canonical form.
+func sameHost(a, b string) bool {
+	ca, errA := policy.CanonicalHost(a)
+	cb, errB := policy.CanonicalHost(b)
+	return errA == nil && errB == nil && ca == cb
+}
+
+// connectionNames refuses an auth request whose Connection header names
+// one of the describing headers. Such a token was put there to make a
+// proxy on the way drop that header (THREATS.md §C 28); whatever survived
+// may be a mix of the ingress's values and the client's.
+func connectionNames(hdr http.Header) error {
+	for _, v := range hdr.Values("Connection") {
+		for tok := range strings.SplitSeq(v, ",") {
+			tok = strings.TrimSpace(tok)
+			for _, n := range forwardAuthInputs {
+				if strings.EqualFold(tok, n) {
+					return &policy.Rejection{Reason: "Connection names " + n}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// claimedMethods lists the methods the original request claims besides its
+// own, like overrideMethods but with the original query: in forward-auth
+// mode the gateway cannot strip override headers from what the app
+// receives, so the strictest of them decides.
+func claimedMethods(hdr http.Header, rawQuery string) []string {
+	var ms []string
+	for _, name := range methodOverrideHeaders {
+		ms = append(ms, hdr.Values(name)...)
+	}
+	if strings.Contains(rawQuery, "_method") {
+		if q, err := url.ParseQuery(rawQuery); err == nil {
+			ms = append(ms, q["_method"]...)
+		} else {
+			ms = append(ms, "?") // an unparseable query may hide one: fail closed
+		}
+	}
+	return ms
+}
