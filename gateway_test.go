@@ -493,3 +493,25 @@ func TestCallbackReturnPathIsLocal(t *testing.T) {
 		}
 	}
 }
+
+func TestLoginInfersLevelFromReturnPath(t *testing.T) {
+	// ingress-nginx's auth-signin names no level: the login must still ask
+	// for what the return path needs, or the browser would loop.
+	g := startGateway(t, nil, nil, oneSecret)
+	g.script(pwdLogin("alice"))
+	b := g.browser()
+	resp, _ := b.browse(g.url+"/account", nil)
+	body(t, resp)
+	resp = b.do(http.MethodGet, g.url+"/.stepgate/login?rd="+url.QueryEscape("/api/transfers/1"), nil)
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.StatusCode != http.StatusFound || loc.Query().Get("acr_values") != acrMFA {
+		t.Fatalf("login without level for an mfa page: %d %q; want a redirect asking for acr_values", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// A page that needs no level: an authenticated user goes straight back.
+	resp = b.do(http.MethodGet, g.url+"/.stepgate/login?rd=%2Faccount", nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/account" {
+		t.Errorf("login for a plain page: %d %q; want /account", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}

@@ -283,7 +283,7 @@ func (g *gateway) run(ctx context.Context, oc oidc.Config, logger *slog.Logger) 
 	defer cancel()
 	go func() {
 		c, err := oidc.Dial(ctx, oc, func(err error, wait time.Duration) {
-			logger.Warn("identity provider discovery failed; retrying", "issuer", oc.Issuer, "err", err, "retry_in", wait)
+			logger.Warn("identity provider discovery failed; retrying", "issuer", oc.Issuer, "err", err, "retry_in", wait.String())
 		})
 		if err != nil {
 			return // ctx ended

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/stepgate/stepgate/oidc"
 	"github.com/stepgate/stepgate/policy"
@@ -193,6 +194,8 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ev *event) {
 			fail(w, r, http.StatusBadRequest, "invalid_request", "Unknown verification level.")
 			return
 		}
+	} else {
+		level = h.levelFor(r, rd)
 	}
 	now := h.now()
 	f := h.loadFacts(r, now, ev)
@@ -207,6 +210,23 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ev *event) {
 		}
 	}
 	h.startFlow(w, r, level, rd, f)
+}
+
+// levelFor is the level a GET of the local path rd needs, or nil. A sign-in
+// link that names no level (ingress-nginx's auth-signin cannot carry the
+// level of each 401) then still asks the IdP for what the page needs, in
+// one round trip, instead of looping between a plain login and the page.
+func (h *Handler) levelFor(r *http.Request, rd string) *policy.Level {
+	path, _, _ := strings.Cut(rd, "?")
+	host, err := policy.CanonicalHost(r.Host)
+	if err != nil {
+		return nil
+	}
+	rule := h.table.Match(policy.Request{Method: http.MethodGet, Host: host, Path: path})
+	if rule.Access == policy.Leveled {
+		return rule.Level
+	}
+	return nil
 }
 
 // logout ends the session here and, where the IdP supports it, there.
