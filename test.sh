@@ -37,3 +37,14 @@ go test -race -count=1 ./...
 
 echo "== fuzz FuzzCanonical ($fuzztime)"
 go test ./policy -run '^$' -fuzz '^FuzzCanonical$' -fuzztime "$fuzztime"
+
+echo "== the container's binary: built as the Dockerfile builds it, started once"
+bin="$(mktemp -d)"
+trap 'rm -rf "$bin"' EXIT
+CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$bin/stepgate" .
+"$bin/stepgate" help >/dev/null
+STEPGATE_CLIENT_ID=ci STEPGATE_CLIENT_SECRET=ci STEPGATE_SESSION_SECRET=ci-session-secret-0123456789abcdef \
+  "$bin/stepgate" check -config routes.yaml
+
+echo "== deploy/ (manifests, helm lint, helm template)"
+./deploy/check.sh
