@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tools="${STEPGATE_TOOLS:-$HOME/.cache/stepgate-tools}"
+tools="${STEPGATE_TOOLS:-${HOME:-/tmp}/.cache/stepgate-tools}"
 helm="$tools/helm"
 if [ ! -x "$helm" ]; then
   echo "== installing helm v3.22.0 into $tools"
