@@ -324,22 +324,3 @@ func connectionNames(hdr http.Header) error {
 	}
 	return nil
 }
-
-// claimedMethods lists the methods the original request claims besides its
-// own, like overrideMethods but with the original query: in forward-auth
-// mode the gateway cannot strip override headers from what the app
-// receives, so the strictest of them decides.
-func claimedMethods(hdr http.Header, rawQuery string) []string {
-	var ms []string
-	for _, name := range methodOverrideHeaders {
-		ms = append(ms, hdr.Values(name)...)
-	}
-	if strings.Contains(rawQuery, "_method") {
-		if q, err := url.ParseQuery(rawQuery); err == nil {
-			ms = append(ms, q["_method"]...)
-		} else {
-			ms = append(ms, "?") // an unparseable query may hide one: fail closed
-		}
-	}
-	return ms
-}

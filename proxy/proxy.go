@@ -180,7 +180,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	facts := h.loadFacts(r, start, &ev)
-	rule, d := h.decide(t, overrideMethods(r), facts, start)
+	rule, d := h.decide(t, claimedMethods(r.Header, t.Query), facts, start)
 	ev.route, ev.action, ev.reason = rule.Name, d.Action.String(), d.Reason
 	h.metrics.decision(rule.Name, d.Action)
 

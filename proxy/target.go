@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/stepgate/stepgate/policy"
@@ -55,18 +56,24 @@ func (h *Handler) canonical(r *http.Request) (target, error) {
 	}, nil
 }
 
-// overrideMethods lists methods a request may claim besides its own
-// (THREATS.md §E 37, 38). Backends such as Rails, Laravel and Spring honour
-// them, so a request is decided as the strictest of all of them. The headers
-// are also stripped before forwarding; a _method field inside a form body is
-// not seen here, which is why sensitive rules should not list methods.
-func overrideMethods(r *http.Request) []string {
+// claimedMethods lists the methods a request claims besides its own
+// (THREATS.md §E 37, 38): override headers and a _method query parameter,
+// which Rails, Laravel and Spring honour. The request is decided as the
+// strictest of all of them. The proxy also strips the headers before
+// forwarding; in forward-auth mode the app receives them, so deciding on the
+// strictest is the only defence there. A _method field inside a form body is
+// not seen, which is why sensitive rules should not list methods.
+func claimedMethods(hdr http.Header, rawQuery string) []string {
 	var ms []string
 	for _, name := range methodOverrideHeaders {
-		ms = append(ms, r.Header.Values(name)...)
+		ms = append(ms, hdr.Values(name)...)
 	}
-	if strings.Contains(r.URL.RawQuery, "_method") {
-		ms = append(ms, r.URL.Query()["_method"]...)
+	if strings.Contains(rawQuery, "_method") {
+		if q, err := url.ParseQuery(rawQuery); err == nil {
+			ms = append(ms, q["_method"]...)
+		} else {
+			ms = append(ms, "?") // an unparseable query may hide one: fail closed
+		}
 	}
 	return ms
 }
