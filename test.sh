@@ -42,9 +42,31 @@ echo "== the container's binary: built as the Dockerfile builds it, started once
 bin="$(mktemp -d)"
 trap 'rm -rf "$bin"' EXIT
 CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$bin/stepgate" .
-"$bin/stepgate" help >/dev/null
 STEPGATE_CLIENT_ID=ci STEPGATE_CLIENT_SECRET=ci STEPGATE_SESSION_SECRET=ci-session-secret-0123456789abcdef \
   "$bin/stepgate" check -config routes.yaml
+# serve: live on its admin listener, then a clean drain on SIGTERM. The
+# issuer is unreachable on purpose: liveness must not wait for discovery.
+cat > "$bin/routes.yaml" <<'YAML'
+listen: "127.0.0.1:18480"
+admin_listen: "127.0.0.1:18481"
+upstream: "http://127.0.0.1:18482"
+public_url: "http://127.0.0.1:18480"
+insecure_allow_http: true
+oidc: {issuer: "http://127.0.0.1:18483", client_id: ci, client_secret: ci}
+session: {secrets: ["ci-session-secret-0123456789abcdef"]}
+YAML
+"$bin/stepgate" serve -config "$bin/routes.yaml" 2>"$bin/serve.log" &
+pid=$!
+live=""
+for _ in $(seq 50); do
+  if curl -fsS http://127.0.0.1:18481/healthz >/dev/null 2>&1; then live=yes; break; fi
+  sleep 0.1
+done
+kill -TERM "$pid"
+if ! wait "$pid" || [ -z "$live" ]; then
+  echo "the static binary did not serve /healthz and stop cleanly:"; cat "$bin/serve.log"; exit 1
+fi
+echo "static binary: served /healthz, drained on SIGTERM"
 
 echo "== deploy/ (manifests, helm lint, helm template)"
 ./deploy/check.sh
