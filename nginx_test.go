@@ -21,43 +21,13 @@ import (
 	"github.com/stepgate/stepgate/oidc"
 )
 
-// nginxConfig is stepgate's configuration behind nginx: forward-auth only
-// (no upstream), trusting nginx on loopback.
-const nginxConfig = `
-listen: "127.0.0.1:0"
-admin_listen: "127.0.0.1:0"
-public_url: "${PUBLIC_URL}"
-insecure_allow_http: true
-trusted_proxies: ["127.0.0.1/32"]
-oidc:
-  issuer: "${ISSUER}"
-  client_id: stepgate
-  client_secret: "stepgate-test-secret"
-session:
-  secrets: ["` + secretOld + `"]
-  lifetime: 1h
-levels:
-  mfa:
-    acr_values: ["http://schemas.openid.net/pape/policies/2007/06/multi-factor"]
-    max_age: 15m
-    satisfied_by:
-      - acr: ["http://schemas.openid.net/pape/policies/2007/06/multi-factor"]
-      - amr: ["mfa"]
-routes:
-  - name: health
-    path: /healthz
-    require: public
-  - name: transfers
-    path: /api/transfers/**
-    require: mfa
-  - name: admin
-    path: /admin/**
-    require: mfa
-  - name: blocked
-    path: /blocked/**
-    require: deny
-default: authenticated
-`
+// nginxConfig is stepgate's configuration behind nginx: the harness's
+// routes and levels, forward-auth only (no upstream), trusting nginx on
+// loopback.
+var nginxConfig = strings.NewReplacer(
+	`upstream: "${UPSTREAM}"`, `trusted_proxies: ["127.0.0.1/32"]`,
+	"SECRETS_LIST", `"`+secretOld+`"`,
+).Replace(testConfig)
 
 // nginxGateway is real nginx, running deploy/nginx/stepgate.conf, with
 // stepgate as its auth service and a recording upstream behind it.
@@ -101,7 +71,7 @@ func startNginxGateway(t *testing.T) *nginxGateway {
 
 	p := startIDP(t, public+"/.stepgate/callback")
 	up := newUpstream(t)
-	env := map[string]string{"PUBLIC_URL": public, "ISSUER": p.url}
+	env := map[string]string{"PUBLIC_URL": public, "ISSUER": p.url, "CLIENT_SECRET": "stepgate-test-secret"}
 	cfg, err := config.Parse("nginx.yaml", []byte(nginxConfig), func(k string) (string, bool) {
 		v, ok := env[k]
 		return v, ok

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,16 +12,6 @@ import (
 
 	"github.com/stepgate/stepgate/config"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // TestShutdownDrainsInFlightRequests: on SIGTERM (here, the context ending)
 // a request already being served still gets its answer.
@@ -34,7 +23,7 @@ func TestShutdownDrainsInFlightRequests(t *testing.T) {
 		io.WriteString(w, "slow answer")
 	}))
 	defer up.Close()
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := freePort(t), freePort(t)
 	yaml := `listen: "` + listen + `"
 admin_listen: "` + admin + `"
 upstream: "` + up.URL + `"
