@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -81,5 +82,29 @@ routes:
 	}
 	if code := <-done; code != 0 {
 		t.Errorf("run returned %d; want 0", code)
+	}
+}
+
+// TestCookieBombIs431: an oversized header block (THREATS.md §H 72) is
+// refused by the server stepgate runs, never parsed into an anonymous or
+// partial request.
+func TestCookieBombIs431(t *testing.T) {
+	reached := false
+	srv := newServer("", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true }))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/account", nil)
+	req.Header.Set("Cookie", "stepgate="+strings.Repeat("a", 100<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || reached {
+		t.Errorf("100 KiB cookie: %d, handler reached %v; want 431 and not reached", resp.StatusCode, reached)
 	}
 }

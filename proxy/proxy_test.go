@@ -287,3 +287,62 @@ func TestWebsocketUpgradeOnlyAfterDecision(t *testing.T) {
 		t.Fatalf("upstream got %v; want the websocket upgrade with identity", r)
 	}
 }
+
+// TestFramingAttacksNeverReachUpstream covers THREATS.md §B 24 and §I 73,
+// 74, 81 through Go's HTTP/1 server as stepgate runs it: ambiguous framing
+// is refused before the pipeline, and a request that expects 100-continue
+// is decided before its body is asked for.
+func TestFramingAttacksNeverReachUpstream(t *testing.T) {
+	f := newFixture(t)
+	smuggled := "GET /admin/transfer/1 HTTP/1.1\r\nHost: g\r\n\r\n"
+	for name, req := range map[string]string{
+		"TE xchunked":                "POST /public/x HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n" + smuggled,
+		"TE chunked, identity":       "POST /public/x HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n" + smuggled,
+		"TE with space before colon": "POST /public/x HTTP/1.1\r\nHost: g\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n" + smuggled,
+		"conflicting CL":             "POST /public/x HTTP/1.1\r\nHost: g\r\nContent-Length: 0\r\nContent-Length: 50\r\n\r\n" + smuggled,
+		"duplicate Host":             "GET /public/x HTTP/1.1\r\nHost: g\r\nHost: admin.g\r\n\r\n",
+		"NUL in header":              "GET /public/x HTTP/1.1\r\nHost: g\r\nX-A: a\x00b\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := f.upstreamCount()
+			code, _ := f.raw(req)
+			if code != http.StatusBadRequest && code != http.StatusNotImplemented {
+				t.Errorf("status %d; want 400 or 501", code)
+			}
+			if f.upstreamCount() != before {
+				t.Errorf("upstream reached")
+			}
+		})
+	}
+	// Content-Length with Transfer-Encoding, obs-fold and a bare LF in a
+	// chunk: Go's server resolves them one way (chunked wins, RFC 9112 §6.3;
+	// the fold becomes a space; the bad chunk ends the body with an error)
+	// and stepgate re-frames what it forwards, so the upstream can
+	// never see a request the gateway did not decide. The smuggled request,
+	// if read at all, is decided on its own: no session, so never forwarded.
+	for name, req := range map[string]string{
+		"CL and TE":             "POST /public/x HTTP/1.1\r\nHost: g\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+		"bare LF in chunk size": "POST /public/x HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n0\n\r\n" + smuggled,
+		"obs-fold":              "POST /public/x HTTP/1.1\r\nHost: g\r\nContent-Length: 0\r\nX-A: a\r\n b\r\n\r\n" + smuggled,
+	} {
+		t.Run(name, func(t *testing.T) {
+			f.raw(req)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			for _, r := range f.got {
+				if strings.HasPrefix(r.URL.Path, "/admin") {
+					t.Errorf("the smuggled request reached the upstream: %s", r.URL.Path)
+				}
+			}
+		})
+	}
+	t.Run("expect 100-continue", func(t *testing.T) {
+		// Headers only: the body is never sent. A gateway that forwarded or
+		// read before deciding would hang here instead of answering 401.
+		before := f.upstreamCount()
+		code, _ := f.raw("POST /admin/transfer/1 HTTP/1.1\r\nHost: g\r\nAccept: application/json\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n")
+		if code != http.StatusUnauthorized || f.upstreamCount() != before {
+			t.Errorf("status %d, upstream reached %v; want 401 before any body", code, f.upstreamCount() != before)
+		}
+	})
+}
