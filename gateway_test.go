@@ -243,6 +243,9 @@ func TestCallbackRejections(t *testing.T) {
 		if resp.StatusCode != http.StatusFound {
 			t.Fatalf("first callback %d; want 302", resp.StatusCode)
 		}
+		if rp := resp.Header.Get("Referrer-Policy"); rp != "no-referrer" {
+			t.Errorf("callback Referrer-Policy %q; want no-referrer (its URL carries the code)", rp)
+		}
 		resp = b.do(http.MethodGet, cb.String(), nil)
 		if body(t, resp); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("replayed callback %d; want 400", resp.StatusCode)
@@ -513,5 +516,22 @@ func TestLoginInfersLevelFromReturnPath(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/account" {
 		t.Errorf("login for a plain page: %d %q; want /account", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func TestRedirectURIIgnoresForwardedHost(t *testing.T) {
+	// THREATS.md §B 25: the callback comes from public_url, never from a
+	// header the client controls, or the code would go to evil.example.
+	g := startGateway(t, nil, nil, oneSecret)
+	resp := g.browser().do(http.MethodGet, g.url+"/account", map[string]string{
+		"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https", "Forwarded": "host=evil.example",
+	})
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.StatusCode != http.StatusFound {
+		t.Fatalf("status %d; want a redirect to the provider", resp.StatusCode)
+	}
+	if got := loc.Query().Get("redirect_uri"); got != g.url+"/.stepgate/callback" {
+		t.Errorf("redirect_uri %q; want %q", got, g.url+"/.stepgate/callback")
 	}
 }

@@ -135,6 +135,10 @@ func TestForgedIdentityHeadersNeverReachUpstream(t *testing.T) {
 		"Remote-User: admin\r\n" +
 		"Remote_User: admin\r\n" +
 		"X-HTTP-Method-Override: DELETE\r\n" +
+		"X-Forwarded-For: 10.9.9.9\r\n" +
+		"X-Forwarded-Host: evil.example\r\n" +
+		"X-Forwarded-Proto: https\r\n" +
+		"Forwarded: for=10.9.9.9;host=evil.example\r\n" +
 		"Connection: keep-alive, X-Stepgate-Subject, X-Stepgate-Acr\r\n\r\n"
 	if code, _ := f.raw(req); code != 200 {
 		t.Fatalf("status %d; want 200", code)
@@ -147,6 +151,13 @@ func TestForgedIdentityHeadersNeverReachUpstream(t *testing.T) {
 		n := strings.ToLower(name)
 		if strings.Contains(n, "remote") || strings.Contains(n, "override") || strings.ContainsAny(n, "_.") {
 			t.Errorf("upstream got %s: %q", name, vals)
+		}
+	}
+	// X-Forwarded-* describe the real peer, never the client's claims
+	// (THREATS.md §D 36).
+	for h, v := range map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Host": "gateway.test", "X-Forwarded-Proto": "http", "Forwarded": ""} {
+		if got := strings.Join(r.Header.Values(h), ","); got != v {
+			t.Errorf("upstream %s = %q; want %q", h, got, v)
 		}
 	}
 	want := map[string]string{HeaderSubject: "alice", HeaderEmail: "a@x", HeaderACR: "", HeaderAMR: "pwd"}
