@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -82,7 +83,7 @@ func check(path string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	if _, err := policy.NewTable(cfg.Routes, cfg.Default, policy.TableOptions{CaseInsensitivePaths: cfg.CaseInsensitivePaths}); err != nil {
+	if _, err := policy.NewTable(cfg.Routes, cfg.Default, cfg.TableOptions()); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", path, err)
 		return 2
 	}
@@ -103,7 +104,7 @@ func explain(path string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	table, err := policy.NewTable(cfg.Routes, cfg.Default, policy.TableOptions{CaseInsensitivePaths: cfg.CaseInsensitivePaths})
+	table, err := policy.NewTable(cfg.Routes, cfg.Default, cfg.TableOptions())
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", path, err)
 		return 2
@@ -115,10 +116,10 @@ func explain(path string, args []string, stdout, stderr io.Writer) int {
 		if u.RawPath == "" && u.Path == "" {
 			rawPath = "/"
 		}
-	} else if i := indexAny(rawURL, "?"); i >= 0 {
+	} else if i := strings.IndexByte(rawURL, '?'); i >= 0 {
 		rawPath = rawURL[:i]
 	}
-	req, err := canonicalRequest(args[0], host, rawPath, policy.PathOptions{StripPathParams: cfg.StripPathParams})
+	req, err := policy.Canonical(args[0], host, rawPath, cfg.PathOptions())
 	if err != nil {
 		fmt.Fprintf(stdout, "rejected with 400: %v\n", err)
 		return 0
@@ -132,33 +133,6 @@ func explain(path string, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "requires:  %s\n", describe(rule))
 	return 0
-}
-
-func indexAny(s, chars string) int {
-	for i := 0; i < len(s); i++ {
-		for j := 0; j < len(chars); j++ {
-			if s[i] == chars[j] {
-				return i
-			}
-		}
-	}
-	return -1
-}
-
-func canonicalRequest(method, host, rawPath string, opt policy.PathOptions) (policy.Request, error) {
-	m, err := policy.CanonicalMethod(method)
-	if err != nil {
-		return policy.Request{}, err
-	}
-	h, err := policy.CanonicalHost(host)
-	if err != nil {
-		return policy.Request{}, err
-	}
-	p, err := policy.CanonicalPath(rawPath, opt)
-	if err != nil {
-		return policy.Request{}, err
-	}
-	return policy.Request{Method: m, Host: h, Path: p}, nil
 }
 
 func describe(r *policy.Rule) string {
@@ -205,7 +179,7 @@ type gateway struct {
 // IdP happens in the background (see serve), so a slow IdP delays readiness,
 // not start-up.
 func newGateway(cfg *config.Config, logger *slog.Logger, now func() time.Time) (*gateway, oidc.Config, error) {
-	table, err := policy.NewTable(cfg.Routes, cfg.Default, policy.TableOptions{CaseInsensitivePaths: cfg.CaseInsensitivePaths})
+	table, err := policy.NewTable(cfg.Routes, cfg.Default, cfg.TableOptions())
 	if err != nil {
 		return nil, oidc.Config{}, err
 	}
@@ -219,7 +193,7 @@ func newGateway(cfg *config.Config, logger *slog.Logger, now func() time.Time) (
 	}
 	h, err := proxy.New(proxy.Config{
 		Table:           table,
-		PathOptions:     policy.PathOptions{StripPathParams: cfg.StripPathParams},
+		PathOptions:     cfg.PathOptions(),
 		Levels:          cfg.Levels,
 		Sessions:        store,
 		Upstream:        cfg.Upstream,

@@ -34,26 +34,15 @@ func rawPath(r *http.Request) (string, error) {
 
 // canonical builds the target of r, or explains why r is ambiguous.
 func (h *Handler) canonical(r *http.Request) (target, error) {
-	method, err := policy.CanonicalMethod(r.Method)
-	if err != nil {
-		return target{}, err
-	}
-	host, err := policy.CanonicalHost(r.Host)
-	if err != nil {
-		return target{}, err
-	}
 	raw, err := rawPath(r)
 	if err != nil {
 		return target{}, err
 	}
-	path, err := policy.CanonicalPath(raw, h.pathOpt)
+	req, err := policy.Canonical(r.Method, r.Host, raw, h.pathOpt)
 	if err != nil {
 		return target{}, err
 	}
-	return target{
-		Request: policy.Request{Method: method, Host: host, Path: path},
-		Query:   r.URL.RawQuery,
-	}, nil
+	return target{Request: req, Query: r.URL.RawQuery}, nil
 }
 
 // claimedMethods lists the methods a request claims besides its own
