@@ -82,6 +82,10 @@ type upstream struct {
 	srv  *httptest.Server
 	mu   sync.Mutex
 	reqs []*http.Request
+
+	// behindIngress: in forward-auth mode the ingress, not stepgate,
+	// forwards the request, Cookie header and all.
+	behindIngress atomic.Bool
 }
 
 func newUpstream(t *testing.T) *upstream {
@@ -104,6 +108,11 @@ func newUpstream(t *testing.T) *upstream {
 			acr, amr := r.Header.Get("X-Stepgate-Acr"), r.Header.Get("X-Stepgate-Amr")
 			if acr != acrMFA && !strings.Contains(","+amr+",", ",mfa,") {
 				t.Errorf("upstream received %s without multi-factor: acr %q amr %q", r.URL.Path, acr, amr)
+			}
+		}
+		for _, c := range r.Cookies() {
+			if !u.behindIngress.Load() && c.Name == "stepgate" || strings.HasPrefix(c.Name, "stepgate-p-") {
+				t.Errorf("upstream received the gateway's cookie %s", c.Name)
 			}
 		}
 		if r.URL.Path != "/healthz" && r.Header.Get("X-Stepgate-Subject") == "" {

@@ -71,6 +71,7 @@ func startNginxGateway(t *testing.T) *nginxGateway {
 
 	p := startIDP(t, public+"/.stepgate/callback")
 	up := newUpstream(t)
+	up.behindIngress.Store(true)
 	env := map[string]string{"PUBLIC_URL": public, "ISSUER": p.url, "CLIENT_SECRET": "stepgate-test-secret"}
 	cfg, err := config.Parse("nginx.yaml", []byte(nginxConfig), func(k string) (string, bool) {
 		v, ok := env[k]

@@ -99,3 +99,37 @@ func setIdentity(h http.Header, f *policy.Facts) {
 	h[HeaderAMR] = []string{amr}
 	h[HeaderAuthTime] = []string{at}
 }
+
+// stripOwnCookies removes the gateway's own cookies — the session, and the
+// pending flows named name+"-p-…" — from what the upstream receives. The
+// app never needs them, and an app that logs or leaks its request headers
+// must not hand out a credential to the gateway.
+func stripOwnCookies(h http.Header, name string) {
+	vals := h["Cookie"]
+	found := false
+	for _, v := range vals {
+		if strings.Contains(v, name) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return
+	}
+	var kept []string
+	for _, v := range vals {
+		for part := range strings.SplitSeq(v, ";") {
+			part = strings.TrimSpace(part)
+			n, _, _ := strings.Cut(part, "=")
+			if part == "" || n == name || strings.HasPrefix(n, name+"-p-") {
+				continue
+			}
+			kept = append(kept, part)
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = []string{strings.Join(kept, "; ")}
+}

@@ -353,6 +353,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(h.upstream)
 	pr.SetXForwarded()
 	h.filter.strip(pr.Out.Header)
+	stripOwnCookies(pr.Out.Header, h.sessions.CookieName())
 	for _, name := range IdentityHeaders {
 		pr.Out.Header[name] = pr.In.Header[name]
 	}

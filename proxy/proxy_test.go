@@ -126,7 +126,7 @@ var aliceMFA = policy.Facts{Issuer: "https://idp", Subject: "alice", ACR: "urn:m
 
 func TestForgedIdentityHeadersNeverReachUpstream(t *testing.T) {
 	f := newFixture(t)
-	req := "GET /account HTTP/1.1\r\nHost: gateway.test\r\nCookie: " + f.cookie(alice) + "\r\n" +
+	req := "GET /account HTTP/1.1\r\nHost: gateway.test\r\nCookie: theme=dark; " + f.cookie(alice) + "; stepgate-p-abc=x\r\nCookie: lang=en\r\n" +
 		"X-Stepgate-Subject: mallory\r\n" +
 		"x-stepgate-subject: mallory2\r\n" +
 		"X_Stepgate_Acr: urn:mfa\r\n" +
@@ -152,6 +152,10 @@ func TestForgedIdentityHeadersNeverReachUpstream(t *testing.T) {
 		if strings.Contains(n, "remote") || strings.Contains(n, "override") || strings.ContainsAny(n, "_.") {
 			t.Errorf("upstream got %s: %q", name, vals)
 		}
+	}
+	// The app keeps its own cookies and never gets the gateway's.
+	if got := r.Header.Values("Cookie"); len(got) != 1 || got[0] != "theme=dark; lang=en" {
+		t.Errorf("upstream Cookie %q; want only the app's cookies", got)
 	}
 	// X-Forwarded-* describe the real peer, never the client's claims
 	// (THREATS.md §D 36).
