@@ -186,12 +186,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	switch d.Action {
 	case policy.Allow:
+		if r.Header.Get("Upgrade") != "" {
+			// A tunnel outlives the request it was decided on: end it when
+			// the step-up that admitted it stops holding (THREATS.md §I 77).
+			if end := tunnelEnd(rule, facts); !end.IsZero() {
+				ctx, cancel := context.WithDeadline(r.Context(), end)
+				defer cancel()
+				r = r.WithContext(ctx)
+			}
+		}
 		h.forward(rec, r, t, facts)
 	case policy.Login, policy.StepUp:
 		h.needAuth(rec, r, t, d, facts)
 	default:
 		fail(rec, r, http.StatusForbidden, "forbidden", "You do not have access to this page.")
 	}
+}
+
+// tunnelEnd is when an upgraded connection admitted by rule must close: when
+// the level's max_age runs out for the session's auth_time. Zero means no
+// limit beyond the connection's own.
+func tunnelEnd(rule *policy.Rule, f *policy.Facts) time.Time {
+	if rule.Access != policy.Leveled || rule.Level == nil || rule.Level.MaxAge <= 0 || f == nil || f.AuthTime.IsZero() {
+		return time.Time{}
+	}
+	return f.AuthTime.Add(rule.Level.MaxAge + policy.ClockSkew)
 }
 
 // upgradeAllowed reports whether every Upgrade token is websocket. An h2c

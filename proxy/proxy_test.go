@@ -361,3 +361,52 @@ func TestFramingAttacksNeverReachUpstream(t *testing.T) {
 		}
 	})
 }
+
+func TestWebsocketTunnelEndsWithStepUp(t *testing.T) {
+	// The upstream accepts the upgrade and keeps the tunnel open for as long
+	// as the gateway lets it.
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		io.Copy(io.Discard, conn)
+	}))
+	defer up.Close()
+	f := newFixture(t)
+	upURL, _ := url.Parse(up.URL)
+	h, err := New(Config{Table: f.h.table, Levels: []*policy.Level{mfa}, Sessions: f.store, Upstream: upURL,
+		PublicURL: f.h.publicURL, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(h)
+	defer front.Close()
+
+	// A step-up that stops holding in about a second.
+	almost := aliceMFA
+	almost.AuthTime = time.Now().Add(-mfa.MaxAge - policy.ClockSkew + 1500*time.Millisecond)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(front.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET /feeds/live HTTP/1.1\r\nHost: g\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: "+f.cookie(almost)+"\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v; want 101", resp, err)
+	}
+	start := time.Now()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		t.Fatalf("tunnel not closed by the gateway: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("tunnel closed after %s; want about 1.5s, when the step-up expired", d)
+	}
+}
