@@ -223,14 +223,25 @@ func startGateway(t *testing.T, p *idp, up *upstream, secrets string) *gw {
 		"UPSTREAM": up.srv.URL, "PUBLIC_URL": public, "ISSUER": p.url,
 		"CLIENT_SECRET": "stepgate-test-secret", "SECRETS": secrets,
 	}
-	cfg, err := config.Parse("test.yaml", []byte(strings.Replace(testConfig, "SECRETS_LIST", secrets, 1)), func(k string) (string, bool) {
+	g := &gw{t: t, idp: p, up: up, url: public, secrets: secrets}
+	g.launch("test.yaml", strings.Replace(testConfig, "SECRETS_LIST", secrets, 1), env, ln)
+	return g
+}
+
+// launch parses a configuration with env, wires the gateway on g's clock
+// and provider, and serves it on ln until the test ends, when the captured
+// log is checked for secrets.
+func (g *gw) launch(name, cfgText string, env map[string]string, ln net.Listener) {
+	t := g.t
+	t.Helper()
+	cfg, err := config.Parse(name, []byte(cfgText), func(k string) (string, bool) {
 		v, ok := env[k]
 		return v, ok
 	})
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	g := &gw{t: t, idp: p, up: up, url: public, logs: &lockedBuffer{}, secrets: secrets}
+	g.logs = &lockedBuffer{}
 	logger := slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	now := func() time.Time { return time.Now().Add(time.Duration(g.clock.Load())) }
 	gwy, oc, err := newGateway(cfg, logger, now)
@@ -247,7 +258,6 @@ func startGateway(t *testing.T, p *idp, up *upstream, secrets string) *gw {
 	g.srv.Start()
 	t.Cleanup(g.srv.Close)
 	t.Cleanup(func() { g.checkLogs() })
-	return g
 }
 
 // advance moves the gateway's clock forward.

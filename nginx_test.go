@@ -2,13 +2,10 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -16,9 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/stepgate/stepgate/config"
-	"github.com/stepgate/stepgate/oidc"
 )
 
 // nginxConfig is stepgate's configuration behind nginx: the harness's
@@ -73,30 +67,12 @@ func startNginxGateway(t *testing.T) *nginxGateway {
 	up := newUpstream(t)
 	up.behindIngress.Store(true)
 	env := map[string]string{"PUBLIC_URL": public, "ISSUER": p.url, "CLIENT_SECRET": "stepgate-test-secret"}
-	cfg, err := config.Parse("nginx.yaml", []byte(nginxConfig), func(k string) (string, bool) {
-		v, ok := env[k]
-		return v, ok
-	})
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	g := &gw{t: t, idp: p, up: up, url: public, logs: &lockedBuffer{}, secrets: secretOld}
-	logger := slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	gwy, oc, err := newGateway(cfg, logger, time.Now)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := oidc.New(context.Background(), oc)
-	if err != nil {
-		t.Fatalf("oidc: %v", err)
-	}
-	gwy.handler.SetOIDC(c)
-	g.g = gwy
-	g.srv = httptest.NewUnstartedServer(gwy.public.Handler)
-	g.srv.Config = gwy.public
-	g.srv.Start()
-	t.Cleanup(g.srv.Close)
-	t.Cleanup(func() { g.checkLogs() })
+	g := &gw{t: t, idp: p, up: up, url: public, secrets: secretOld}
+	g.launch("nginx.yaml", nginxConfig, env, ln)
 	ng := &nginxGateway{gw: g, stepgate: strings.TrimPrefix(g.srv.URL, "http://")}
 
 	// deploy/nginx/stepgate.conf as shipped, with only its placeholders
