@@ -164,12 +164,12 @@ routes:
     path: /**
     require: mfa
   - name: wild
-    host: "*.bank.example.com:443"
+    host: "*.bank.example.com"
     path: /x/*/y
     methods: [POST, DELETE, POST]
     require: deny
   - name: alt
-    host: bank.example.com:8443
+    host: bank.example.com
     path_regex: /api/v[0-9]+/.*
     require: public
   - name: all
@@ -182,7 +182,7 @@ routes:
 			want := []policy.Rule{
 				{Name: "admin", Line: n + 5, Host: "admin.bank.example.com", Path: "/**", Access: policy.Leveled, Level: mfa},
 				{Name: "wild", Line: n + 9, Host: "*.bank.example.com", Path: "/x/*/y", Methods: []string{"POST", "DELETE"}, Access: policy.Denied},
-				{Name: "alt", Line: n + 14, Host: "bank.example.com:8443", PathRegex: "/api/v[0-9]+/.*", Access: policy.Public},
+				{Name: "alt", Line: n + 14, Host: "bank.example.com", PathRegex: "/api/v[0-9]+/.*", Access: policy.Public},
 				{Name: "all", Line: n + 18, Path: "/", Access: policy.Authenticated},
 			}
 			if len(c.Routes) != len(want) {

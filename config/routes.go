@@ -74,7 +74,13 @@ func (d *decoder) route(n *yaml.Node, field string, levels map[string]*policy.Le
 
 	if h, ok := d.str(m["host"], join(field, "host")); ok && h != "" {
 		host, why := canonicalHost(h)
-		if why != "" {
+		if name, ok := withPort(h); ok {
+			// A rule that held on one port only would be dodged by naming
+			// another port in Host (threat model case 88), so host rules
+			// match every port and a port is refused rather than ignored.
+			d.errorAt(m["host"], join(field, "host"), fmt.Sprintf("%q has a port", h),
+				fmt.Sprintf("remove it: a host rule matches its host on every port, so write %q", name))
+		} else if why != "" {
 			d.errorAt(m["host"], join(field, "host"), fmt.Sprintf("%q is not a host pattern", h), why)
 		}
 		r.Host = host
@@ -224,6 +230,9 @@ func canonicalHost(host string) (string, string) {
 		if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
 			return "", "the port must be a number from 1 to 65535"
 		}
+		if strings.Contains(h, ":") {
+			h = "[" + h + "]" // SplitHostPort took the brackets off
+		}
 	}
 	if port == "80" || port == "443" {
 		port = ""
@@ -250,6 +259,18 @@ func canonicalHost(host string) (string, string) {
 		return h + ":" + port, ""
 	}
 	return h, ""
+}
+
+// withPort reports whether host ends in a valid port, and the host without it.
+func withPort(host string) (string, bool) {
+	i := strings.LastIndexByte(host, ':')
+	if i < 0 || strings.HasSuffix(host, "]") || strings.Count(host, ":") > 1 && !strings.HasPrefix(host, "[") {
+		return "", false
+	}
+	if p, err := strconv.ParseUint(host[i+1:], 10, 16); err != nil || p == 0 {
+		return "", false
+	}
+	return strings.ToLower(host[:i]), true
 }
 
 // checkGlob checks a path glob: an absolute, canonical path (the form

@@ -162,6 +162,11 @@ func checkHostPattern(h string) error {
 		return nil
 	}
 	exact := strings.TrimPrefix(h, "*.")
+	if _, hasPort := splitHostPort(exact); hasPort {
+		// A rule that held on one port only would be dodged by naming
+		// another port in Host (threat model case 88).
+		return fmt.Errorf("host %q: has a port; a host rule matches its host on every port", h)
+	}
 	if c, err := CanonicalHost(exact); err != nil || c != exact || strings.HasPrefix(c, "[") && exact != h {
 		return fmt.Errorf("host %q: want a lower-case host name without trailing dot or default port, or *.domain", h)
 	}
@@ -325,8 +330,8 @@ func nextSeg(p string, i int) (seg string, next int) {
 // NewTable. r must come from Canonical (or the Canonical* functions); the
 // returned rule belongs to t and must not be modified.
 //
-// A rule matches when its host pattern matches r.Host (a pattern without a
-// port matches the host on any port; "*.example.com" matches one or more
+// A rule matches when its host pattern matches r.Host on any port
+// ("*.example.com" matches one or more
 // labels below example.com, never example.com itself), one of its methods is
 // r.Method (a rule that lists GET also matches HEAD, THREATS.md E39), and its
 // glob or regex matches r.Path.
@@ -336,14 +341,11 @@ func (t *Table) Match(r Request) *Rule {
 	}
 	m := matcher{rules: t.rules, path: matchKey(r.Path, t.ci), method: r.Method}
 	best := len(t.rules)
-	name, hasPort := splitHostPort(r.Host)
-	if n := t.exact[r.Host]; n != nil {
+	// Host patterns never carry a port (NewTable refuses one), so only
+	// the name takes part.
+	name, _ := splitHostPort(r.Host)
+	if n := t.exact[name]; n != nil {
 		best = m.walk(n, 0, best)
-	}
-	if hasPort {
-		if n := t.exact[name]; n != nil {
-			best = m.walk(n, 0, best)
-		}
 	}
 	if len(t.wild) > 0 {
 		for i := 1; i < len(name); i++ {
@@ -351,12 +353,6 @@ func (t *Table) Match(r Request) *Rule {
 				continue
 			}
 			if n := t.wild[name[i:]]; n != nil {
-				best = m.walk(n, 0, best)
-			}
-			if !hasPort {
-				continue
-			}
-			if n := t.wild[r.Host[i:]]; n != nil { // a pattern with this port
 				best = m.walk(n, 0, best)
 			}
 		}
@@ -461,13 +457,9 @@ func hostMatch(pat, h string) bool {
 	if pat == "" {
 		return true
 	}
-	name, hasPort := splitHostPort(h)
+	name, _ := splitHostPort(h)
 	if suffix, ok := strings.CutPrefix(pat, "*"); ok {
-		target := name
-		if _, p := splitHostPort(suffix); p {
-			target = h
-		}
-		return len(target) > len(suffix) && strings.HasSuffix(target, suffix)
+		return len(name) > len(suffix) && strings.HasSuffix(name, suffix)
 	}
-	return pat == h || hasPort && pat == name
+	return pat == name
 }
