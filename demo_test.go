@@ -78,6 +78,8 @@ func (td *testDemo) user(t *testing.T, name string) demoUser {
 type formClient struct {
 	t *testing.T
 	c *http.Client
+
+	origin string // sent as Origin when set, as a browser does for a form POST
 }
 
 func newFormClient(t *testing.T) *formClient {
@@ -101,6 +103,9 @@ func (fc *formClient) send(method, rawURL string, form url.Values, referer strin
 	}
 	if referer != "" {
 		req.Header.Set("Referer", referer)
+	}
+	if fc.origin != "" {
+		req.Header.Set("Origin", fc.origin)
 	}
 	resp, err := fc.c.Do(req)
 	if err != nil {
@@ -201,7 +206,17 @@ func TestDemoFlow(t *testing.T) {
 	}
 
 	// Logout ends the gateway session and the provider's.
-	fc.send(http.MethodGet, td.GatewayURL+"/.stepgate/logout", nil, "")
+	// A GET only asks (threat model case 90); the form's same-origin POST
+	// signs out.
+	if _, page, _ = fc.send(http.MethodGet, td.GatewayURL+"/.stepgate/logout", nil, ""); !strings.Contains(page, `<form method="post" action="/.stepgate/logout"`) {
+		t.Errorf("GET logout: %q; want a page with the sign-out form", page)
+	}
+	if _, page, _ = fc.send(http.MethodGet, td.GatewayURL+"/account", nil, ""); !strings.Contains(page, `id="balance"`) {
+		t.Errorf("account after GET logout: %q; want the account page (still signed in)", page)
+	}
+	fc.origin = td.GatewayURL
+	fc.send(http.MethodPost, td.GatewayURL+"/.stepgate/logout", url.Values{}, "")
+	fc.origin = ""
 	if _, page, _ = fc.send(http.MethodGet, td.GatewayURL+"/account", nil, ""); !strings.Contains(page, `name="password"`) {
 		t.Errorf("account after logout: %q; want the password page", page)
 	}

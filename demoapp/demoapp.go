@@ -149,7 +149,10 @@ func render(w http.ResponseWriter, r *http.Request, status int, v view) {
 	hd := w.Header()
 	hd.Set("Content-Type", "text/html; charset=utf-8")
 	hd.Set("Cache-Control", "no-store")
-	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	// No form-action: Sign out POSTs to the gateway, which answers with a
+	// redirect to the provider's end-session page, and browsers apply
+	// form-action to that redirect too.
+	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	hd.Set("X-Frame-Options", "DENY")
 	w.WriteHeader(status)
 	if err := pageTmpl.Execute(w, v); err != nil {
@@ -165,6 +168,7 @@ body{font-family:system-ui,sans-serif;margin:0;background:#f4f6f8;color:#222}
 header{background:#0d3b66;color:#fff;padding:.8rem 1.5rem;display:flex;gap:1.2rem;align-items:center}
 header a{color:#fff}
 header strong{margin-right:auto}
+.signout{margin:0}.signout button{background:none;color:#fff;text-decoration:underline;padding:0;font-size:inherit}
 main{max-width:46rem;margin:1.5rem auto;background:#fff;padding:1.2rem 2rem;border-radius:8px;box-shadow:0 1px 4px #0002}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
@@ -180,7 +184,7 @@ button{padding:.4rem 1rem;background:#1565c0;color:#fff;border:0;border-radius:4
 <a href="/account" id="nav-account">Account</a>
 <a href="/transfers" id="nav-transfers">Transfers</a>
 <a href="/admin" id="nav-admin">Admin</a>
-<a href="/.stepgate/logout" id="logout">Sign out</a></header>
+<form method="post" action="/.stepgate/logout" class="signout"><button type="submit" id="logout">Sign out</button></form></header>
 <main>
 <h1>{{.Title}}</h1>
 {{if eq .Page "account"}}

@@ -61,8 +61,8 @@ func TestPagesShowIdentityHeaders(t *testing.T) {
 		w := httptest.NewRecorder()
 		a.Handler().ServeHTTP(w, r)
 		body := w.Body.String()
-		if w.Code != http.StatusOK || !strings.Contains(body, "<code>alice</code>") || !strings.Contains(body, `href="/.stepgate/logout" id="logout"`) {
-			t.Errorf("GET %s: %d; want the identity table and a logout link:\n%s", path, w.Code, body)
+		if w.Code != http.StatusOK || !strings.Contains(body, "<code>alice</code>") || !strings.Contains(body, `<form method="post" action="/.stepgate/logout" class="signout"><button type="submit" id="logout">`) {
+			t.Errorf("GET %s: %d; want the identity table and a sign-out form:\n%s", path, w.Code, body)
 		}
 		if strings.Contains(body, "<b>acr</b>") {
 			t.Errorf("GET %s: a header value reached the page unescaped", path)

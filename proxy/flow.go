@@ -229,14 +229,36 @@ func (h *Handler) levelFor(r *http.Request, rd string) *policy.Level {
 	return nil
 }
 
-// logout ends the session here and, where the IdP supports it, there.
+// logout ends the session here and, where the IdP supports it, there. Only
+// a same-origin POST ends it: a cross-site image, link or form must not sign
+// a user out (threat model case 90). Anything else gets a page whose button
+// makes that POST.
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	if r.Method != http.MethodPost || !h.sameOrigin(r) {
+		status := http.StatusForbidden
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			status = http.StatusOK
+		}
+		if acceptsHTML(r) {
+			writePage(w, status, page{Title: "Sign out", Message: "Do you want to sign out?",
+				Action: reservedPrefix + "logout", Button: "Sign out", Post: true})
+			return
+		}
+		writeJSON(w, status, errorBody{Error: "same_origin_post_required", Message: "Sign out with a POST from this site."})
+		return
+	}
 	h.sessions.Clear(w)
 	h.audit("logout")
 	if c := h.oidc.Load(); c != nil {
 		if u := c.EndSessionURL(h.origin() + "/"); u != "" {
-			noStore(w)
-			http.Redirect(w, r, u, http.StatusFound)
+			if !acceptsHTML(r) {
+				// fetch() would follow a redirect cross-origin and fail;
+				// the script navigates there itself.
+				writeJSON(w, http.StatusOK, map[string]string{"status": "signed_out", "end_session_url": u})
+				return
+			}
+			http.Redirect(w, r, u, http.StatusSeeOther)
 			return
 		}
 	}

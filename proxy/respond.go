@@ -24,6 +24,19 @@ func isNavigation(r *http.Request) bool {
 	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && acceptsHTML(r)
 }
 
+// sameOrigin reports whether r was sent by a page of the public origin: its
+// Origin header is exactly the public origin or, when it has none,
+// Sec-Fetch-Site says same-origin. Another origin, "null", a repeated
+// header or neither header is not; old browsers that send neither are
+// refused rather than guessed at.
+func (h *Handler) sameOrigin(r *http.Request) bool {
+	if o, ok := r.Header["Origin"]; ok {
+		return len(o) == 1 && strings.EqualFold(o[0], h.origin())
+	}
+	s := r.Header["Sec-Fetch-Site"]
+	return len(s) == 1 && s[0] == "same-origin"
+}
+
 // noStore marks a gateway response as never cacheable: it may carry a
 // Set-Cookie or describe one user's session.
 func noStore(w http.ResponseWriter) {
@@ -85,15 +98,17 @@ type page struct {
 	Message string
 	Action  string // when set, a button that GETs this local URL
 	Button  string
+	Post    bool // the button POSTs to Action instead
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <meta name="referrer" content="no-referrer"><title>{{.Title}}</title>
 <style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}
-a.button{display:inline-block;padding:.6rem 1.2rem;background:#0b5;color:#fff;border-radius:4px;text-decoration:none}</style>
+.button{display:inline-block;border:0;font:inherit;cursor:pointer;padding:.6rem 1.2rem;background:#0b5;color:#fff;border-radius:4px;text-decoration:none}</style>
 </head><body><h1>{{.Title}}</h1><p>{{.Message}}</p>
-{{if .Action}}<p><a class="button" id="stepgate-continue" href="{{.Action}}">{{.Button}}</a></p>{{end}}
+{{if .Post}}<form method="post" action="{{.Action}}"><button class="button" id="stepgate-continue" type="submit">{{.Button}}</button></form>
+{{else if .Action}}<p><a class="button" id="stepgate-continue" href="{{.Action}}">{{.Button}}</a></p>{{end}}
 </body></html>
 `))
 

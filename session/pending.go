@@ -20,6 +20,12 @@ const PendingLifetime = 10 * time.Minute
 // tabs work but a redirect loop cannot pile up cookies (THREATS 72).
 const MaxPending = 4
 
+// MaxCleared bounds the pending cookies one answer expires. Stale ones
+// beyond it are left for later answers, so that a client sending thousands
+// of cookies named like pending flows gets a bounded answer, not one
+// Set-Cookie line per cookie (threat model case 90).
+const MaxCleared = 2 * MaxPending
+
 // Pending is one login or step-up round trip, kept in its own sealed cookie
 // between the redirect to the IdP and the callback.
 type Pending struct {
@@ -75,22 +81,34 @@ func (s *Store) SavePending(w http.ResponseWriter, r *http.Request, p Pending) e
 }
 
 // stalePending returns the names of r's pending cookies to expire so that,
-// with the new cookie called keep, at most MaxPending remain. now is the new
-// flow's Created time.
+// with the new cookie called keep, at most MaxPending remain, and never more
+// than MaxCleared names. now is the new flow's Created time.
+//
+// An honest browser holds at most MaxPending pending cookies, so only the
+// first few are opened (each costs an HMAC); any beyond them are junk and
+// expired without being opened.
 func (s *Store) stalePending(r *http.Request, keep string, now time.Time) []string {
 	type flow struct {
 		name    string
 		created time.Time
 	}
-	var stale []string
+	var stale, junk []string // opened and unusable; not opened
 	var live []flow
 	seen := map[string]bool{keep: true} // keep is overwritten, not counted
 	prefix := s.name + "-p-"
+	opened := 0
 	for _, c := range r.Cookies() {
 		if !strings.HasPrefix(c.Name, prefix) || seen[c.Name] {
 			continue
 		}
 		seen[c.Name] = true
+		if opened == MaxCleared {
+			if len(junk) < MaxCleared {
+				junk = append(junk, c.Name)
+			}
+			continue
+		}
+		opened++
 		p, err := s.openPending(c.Name, c.Value)
 		if err != nil || p.expired(now) {
 			stale = append(stale, c.Name)
@@ -101,11 +119,15 @@ func (s *Store) stalePending(r *http.Request, keep string, now time.Time) []stri
 	slices.SortFunc(live, func(a, b flow) int {
 		return cmp.Or(a.created.Compare(b.created), strings.Compare(a.name, b.name))
 	})
+	// The oldest live flows over the bound go first, so that the bound on
+	// live flows holds even when junk fills the rest of the answer.
+	var expire []string
 	for len(live) > MaxPending-1 {
-		stale = append(stale, live[0].name)
+		expire = append(expire, live[0].name)
 		live = live[1:]
 	}
-	return stale
+	expire = append(append(expire, stale...), junk...)
+	return expire[:min(len(expire), MaxCleared)]
 }
 
 // TakePending returns the pending login whose State equals state, which

@@ -1,6 +1,7 @@
 package session_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -273,4 +274,30 @@ func (j jar) request() *http.Request {
 		cs = append(cs, c)
 	}
 	return request(cs...)
+}
+
+// A client that sends thousands of cookies named like pending flows must not
+// get thousands of Set-Cookie lines back (threat model case 90): each answer
+// expires at most MaxCleared of them, and the jar still shrinks to the
+// bound over a few answers.
+func TestSavePendingBoundsSetCookies(t *testing.T) {
+	s := newStore(t, true, secret(1))
+	var junk []*http.Cookie
+	for i := range 1000 {
+		junk = append(junk, &http.Cookie{Name: fmt.Sprintf("%s-p-junk%d", s.CookieName(), i), Value: "x"})
+	}
+	j := newJar(junk...)
+	for round := 0; len(j) > session.MaxPending; round++ {
+		if round > 1000/(session.MaxCleared-1)+2 {
+			t.Fatalf("after %d answers the browser still holds %d pending cookies", round, len(j))
+		}
+		rec := httptest.NewRecorder()
+		if err := s.SavePending(rec, j.request(), newPending(t, t0)); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(rec.Result().Header.Values("Set-Cookie")); n > session.MaxCleared+1 {
+			t.Fatalf("answer %d has %d Set-Cookie lines; want at most %d", round, n, session.MaxCleared+1)
+		}
+		j.apply(rec)
+	}
 }
