@@ -4,14 +4,15 @@
 # /readyz, so the image defines no HEALTHCHECK.
 #
 # Build: docker build -t stepgate .
-# The same binary is built in CI with: CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o stepgate .
+# The same binary is built in CI with: CGO_ENABLED=0 go build -tags nodemo -trimpath -ldflags="-s -w" -o stepgate .
+# -tags nodemo leaves the development provider and the demo bank out.
 
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/stepgate .
+RUN CGO_ENABLED=0 go build -tags nodemo -trimpath -ldflags="-s -w" -o /out/stepgate .
 
 FROM gcr.io/distroless/static-debian12:nonroot
 LABEL org.opencontainers.image.title="stepgate" \

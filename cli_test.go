@@ -98,3 +98,17 @@ func TestUnknownCommand(t *testing.T) {
 		t.Errorf("unknown command: exit %d %q; want 2", code, errs)
 	}
 }
+
+func TestNoCommandPrintsUsage(t *testing.T) {
+	code, out, errs := runCLI(t)
+	if code != 2 || out != "" || !strings.Contains(errs, "usage:") || !strings.Contains(errs, "stepgate serve") {
+		t.Errorf("stepgate with no arguments: exit %d, stdout %q, stderr %q; want 2 and the usage on stderr", code, out, errs)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, errs := runCLI(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "stepgate ") || !strings.Contains(out, "go1.") || errs != "" {
+		t.Errorf("stepgate version: exit %d, %q %q; want 0 and \"stepgate <version> ... go1.N\"", code, out, errs)
+	}
+}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -49,11 +51,61 @@ func TestDeps(t *testing.T) {
 	}
 }
 
-func goList(t *testing.T, pkg string) []string {
+// TestProductionBuildHasNoDemo checks that the production build (-tags
+// nodemo, as the Dockerfile builds it) links none of the development
+// provider, the demo bank or what only they need.
+func TestProductionBuildHasNoDemo(t *testing.T) {
+	const mod = "github.com/stepgate/stepgate"
+	banned := []string{mod + "/devidp", mod + "/demoapp", "github.com/zitadel/", "github.com/go-chi/",
+		"go.opentelemetry.io/", "github.com/chromedp/", "github.com/pquerna/otp"}
+	deps := goList(t, ".", "-tags", "nodemo")
+	for _, dep := range deps {
+		for _, b := range banned {
+			if strings.HasPrefix(dep, b) {
+				t.Errorf("go list -deps -tags nodemo . lists %s; want no %s in the production build", dep, b)
+			}
+		}
+	}
+	// The default build still has the demo, so the check above can fail.
+	if !slices.Contains(goList(t, "."), mod+"/devidp") {
+		t.Errorf("the default build does not link devidp; want stepgate demo to work from a source checkout")
+	}
+}
+
+func goList(t *testing.T, pkg string, flags ...string) []string {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
+	args := append(append([]string{"list", "-deps", "-f", "{{.ImportPath}}"}, flags...), pkg)
+	out, err := exec.Command("go", args...).Output()
 	if err != nil {
 		t.Fatalf("go list %s: %v", pkg, err)
 	}
 	return strings.Fields(string(out))
+}
+
+// TestStaticBuildsMatch checks that the Dockerfile builds the production
+// binary and that test.sh starts one built exactly the same way, since the
+// image cannot be built here.
+func TestStaticBuildsMatch(t *testing.T) {
+	buildLine := func(file, prefix string) string {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(string(b)) {
+			if l := strings.TrimSpace(line); strings.HasPrefix(l, prefix) && strings.Contains(l, "go build") {
+				l = strings.TrimPrefix(l, prefix)
+				l, _, _ = strings.Cut(l, " -o ")
+				return l
+			}
+		}
+		t.Fatalf("%s: no line starting %q with go build", file, prefix)
+		return ""
+	}
+	docker, testSh := buildLine("Dockerfile", "RUN "), buildLine("test.sh", "")
+	if !strings.Contains(docker, "-tags nodemo") {
+		t.Errorf("Dockerfile builds %q; want -tags nodemo (the production build)", docker)
+	}
+	if docker != testSh {
+		t.Errorf("Dockerfile builds %q but test.sh builds %q; want the same command", docker, testSh)
+	}
 }

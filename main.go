@@ -5,6 +5,7 @@
 //	stepgate check   [-config routes.yaml]   validate a configuration
 //	stepgate explain [-config routes.yaml] METHOD URL
 //	stepgate demo                            the gateway, a demo bank and a development provider on 127.0.0.1
+//	stepgate version                         the module version and VCS revision
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +44,7 @@ const usage = `usage:
                                                  show how a request is matched
   stepgate demo    [-listen 127.0.0.1:8080]      run a demo bank behind the gateway with a
                                                  development identity provider (127.0.0.1 only)
+  stepgate version                               print the version and VCS revision
 `
 
 // run is main without the process: tests call it with their own context and
@@ -49,8 +52,8 @@ const usage = `usage:
 // invalid configuration.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, "stepgate: no command given, so starting the demo (stepgate demo); run \"stepgate help\" for the other commands\n")
-		return runDemo(ctx, nil, stdout, stderr)
+		fmt.Fprint(stderr, "stepgate: no command given\n"+usage)
+		return 2
 	}
 	cmd, args := args[0], args[1:]
 	if cmd == "demo" {
@@ -69,12 +72,45 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return check(*configPath, stdout, stderr)
 	case "explain":
 		return explain(*configPath, fs.Args(), stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, version())
+		return 0
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
 	fmt.Fprintf(stderr, "stepgate: unknown command %q\n%s", cmd, usage)
 	return 2
+}
+
+// version describes this binary from its build information: the module
+// version (a tag, or "(devel)" for a source build) and the VCS revision,
+// with "+dirty" when the tree had uncommitted changes.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "stepgate (no build information)"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	s := "stepgate " + v
+	var rev, dirty string
+	for _, kv := range bi.Settings {
+		switch kv.Key {
+		case "vcs.revision":
+			rev = kv.Value
+		case "vcs.modified":
+			if kv.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if rev != "" {
+		s += " " + rev + dirty
+	}
+	return s + " " + bi.GoVersion
 }
 
 func check(path string, stdout, stderr io.Writer) int {

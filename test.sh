@@ -23,6 +23,14 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+echo "== no large files tracked"
+# Build outputs never belong in the repository; 1 MiB is far above any
+# source file, screenshot or golden file here.
+large=$(git ls-files -z 2>/dev/null | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$1 > 1048576 {print $2 " (" $1 " bytes)"}')
+if [ -n "$large" ]; then
+  echo "tracked files larger than 1 MiB:"; echo "$large"; exit 1
+fi
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
@@ -41,7 +49,7 @@ go test ./policy -run '^$' -fuzz '^FuzzCanonical$' -fuzztime "$fuzztime"
 echo "== the container's binary: built as the Dockerfile builds it, started once"
 bin="$(mktemp -d)"
 trap 'rm -rf "$bin"' EXIT
-CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$bin/stepgate" .
+CGO_ENABLED=0 go build -tags nodemo -trimpath -ldflags="-s -w" -o "$bin/stepgate" .
 STEPGATE_CLIENT_ID=ci STEPGATE_CLIENT_SECRET=ci STEPGATE_SESSION_SECRET=ci-session-secret-0123456789abcdef \
   "$bin/stepgate" check -config routes.yaml
 # serve: live on its admin listener, then a clean drain on SIGTERM. The
@@ -67,6 +75,9 @@ if ! wait "$pid" || [ -z "$live" ]; then
   echo "the static binary did not serve /healthz and stop cleanly:"; cat "$bin/serve.log"; exit 1
 fi
 echo "static binary: served /healthz, drained on SIGTERM"
+if "$bin/stepgate" demo 2>/dev/null; then
+  echo "the production binary (-tags nodemo) started the demo"; exit 1
+fi
 
 echo "== deploy/ (manifests, helm lint, helm template)"
 ./deploy/check.sh

@@ -265,7 +265,7 @@ GATE_URL="http://127.0.0.1:$GATE_PORT"
 ADMIN_URL="http://127.0.0.1:$ADMIN_PORT"
 
 echo "bench: building stepgate and loadtool" >&2
-(cd "$ROOT" && CGO_ENABLED=0 go build -o "$WORK/stepgate" . && CGO_ENABLED=0 go build -o "$WORK/loadtool" ./bench/loadtool) ||
+(cd "$ROOT" && CGO_ENABLED=0 go build -tags nodemo -o "$WORK/stepgate" . && CGO_ENABLED=0 go build -o "$WORK/loadtool" ./bench/loadtool) ||
 	die "build failed"
 
 cat >"$WORK/routes.yaml" <<EOF
