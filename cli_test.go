@@ -112,3 +112,33 @@ func TestVersion(t *testing.T) {
 		t.Errorf("stepgate version: exit %d, %q %q; want 0 and \"stepgate <version> ... go1.N\"", code, out, errs)
 	}
 }
+
+// check and explain -allow-unset lint a file whose ${VAR}s are unset, as CI
+// does without production secrets; without the flag they are errors.
+func TestAllowUnset(t *testing.T) {
+	p := writeFile(t, `public_url: "${SG_TEST_PUBLIC_URL}"
+oidc: {issuer: "${SG_TEST_ISSUER}", client_id: "${SG_TEST_CLIENT_ID}", client_secret: b}
+session: {secrets: ["${SG_TEST_SECRET}"]}
+levels:
+  mfa: {acr_values: [urn:mfa], satisfied_by: [{acr: [urn:mfa]}]}
+routes:
+  - {name: transfers, path: /api/transfers/**, require: mfa}
+`)
+	if code, _, errs := runCLI(t, "check", "-config", p); code != 2 || !strings.Contains(errs, "SG_TEST_ISSUER is not set") {
+		t.Errorf("check without -allow-unset: exit %d, %q; want 2 and the unset variable", code, errs)
+	}
+	code, out, errs := runCLI(t, "check", "-allow-unset", "-config", p)
+	if code != 0 || !strings.Contains(out, "ok (1 routes, 1 levels)") || !strings.Contains(errs, p+":2:16: ${SG_TEST_ISSUER} is unset") {
+		t.Errorf("check -allow-unset: exit %d, %q %q; want 0, ok and a note per placeholder", code, out, errs)
+	}
+	code, out, _ = runCLI(t, "explain", "-allow-unset", "-config", p, "POST", "https://bank.example.com/api/transfers/7")
+	if code != 0 || !strings.Contains(out, "rule:      transfers") {
+		t.Errorf("explain -allow-unset: exit %d, %q; want the transfers rule", code, out)
+	}
+	if code, _, errs := runCLI(t, "explain", "-allow-unset", "-config", p, "GET", "/api"); code != 2 || !strings.Contains(errs, "absolute URL") {
+		t.Errorf("explain -allow-unset of a path with public_url unset: exit %d, %q; want 2 asking for an absolute URL", code, errs)
+	}
+	if code, _, _ := runCLI(t, "serve", "-allow-unset", "-config", p); code != 2 {
+		t.Errorf("serve -allow-unset: exit %d; want 2 (no such flag for serve)", code)
+	}
+}

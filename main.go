@@ -39,8 +39,9 @@ func main() {
 
 const usage = `usage:
   stepgate serve   [-config routes.yaml]         run the gateway
-  stepgate check   [-config routes.yaml]         validate a configuration
-  stepgate explain [-config routes.yaml] METHOD URL
+  stepgate check   [-config routes.yaml] [-allow-unset]
+                                                 validate a configuration
+  stepgate explain [-config routes.yaml] [-allow-unset] METHOD URL
                                                  show how a request is matched
   stepgate demo    [-listen 127.0.0.1:8080]      run a demo bank behind the gateway with a
                                                  development identity provider (127.0.0.1 only)
@@ -62,6 +63,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "routes.yaml", "path to routes.yaml")
+	var allowUnset *bool
+	if cmd == "check" || cmd == "explain" {
+		allowUnset = fs.Bool("allow-unset", false, "read unset ${VAR}s as placeholders (lint a file without its secrets)")
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -69,9 +74,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		return serve(ctx, *configPath, stderr)
 	case "check":
-		return check(*configPath, stdout, stderr)
+		return check(*configPath, *allowUnset, stdout, stderr)
 	case "explain":
-		return explain(*configPath, fs.Args(), stdout, stderr)
+		return explain(*configPath, *allowUnset, fs.Args(), stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version())
 		return 0
@@ -113,10 +118,23 @@ func version() string {
 	return s + " " + bi.GoVersion
 }
 
-func check(path string, stdout, stderr io.Writer) int {
-	cfg, err := config.Load(path)
+// load reads the file for check and explain; with allowUnset, unset
+// variables become placeholders, listed on stderr.
+func load(path string, allowUnset bool, stderr io.Writer) (*config.Config, bool) {
+	cfg, err := config.LoadWith(path, config.Options{AllowUnset: allowUnset})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
+		return nil, false
+	}
+	for _, u := range cfg.Unset {
+		fmt.Fprintf(stderr, "note: %s:%d:%d: ${%s} is unset; read as a placeholder\n", path, u.Line, u.Col, u.Name)
+	}
+	return cfg, true
+}
+
+func check(path string, allowUnset bool, stdout, stderr io.Writer) int {
+	cfg, ok := load(path, allowUnset, stderr)
+	if !ok {
 		return 2
 	}
 	if _, err := policy.NewTable(cfg.Routes, cfg.Default, cfg.TableOptions()); err != nil {
@@ -130,14 +148,13 @@ func check(path string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func explain(path string, args []string, stdout, stderr io.Writer) int {
+func explain(path string, allowUnset bool, args []string, stdout, stderr io.Writer) int {
 	if len(args) != 2 {
-		fmt.Fprint(stderr, "usage: stepgate explain [-config routes.yaml] METHOD URL\n")
+		fmt.Fprint(stderr, "usage: stepgate explain [-config routes.yaml] [-allow-unset] METHOD URL\n")
 		return 2
 	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	cfg, ok := load(path, allowUnset, stderr)
+	if !ok {
 		return 2
 	}
 	table, err := policy.NewTable(cfg.Routes, cfg.Default, cfg.TableOptions())
@@ -146,7 +163,10 @@ func explain(path string, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	rawURL := args[1]
-	host, rawPath := cfg.PublicURL.Host, rawURL
+	host, rawPath := "", rawURL
+	if cfg.PublicURL != nil {
+		host = cfg.PublicURL.Host
+	}
 	if u, err := url.Parse(rawURL); err == nil && u.Host != "" {
 		host, rawPath = u.Host, u.EscapedPath()
 		if u.RawPath == "" && u.Path == "" {
@@ -154,6 +174,10 @@ func explain(path string, args []string, stdout, stderr io.Writer) int {
 		}
 	} else if i := strings.IndexByte(rawURL, '?'); i >= 0 {
 		rawPath = rawURL[:i]
+	}
+	if host == "" {
+		fmt.Fprintln(stderr, "stepgate explain: public_url is unset, so give an absolute URL such as https://bank.example.com/path")
+		return 2
 	}
 	req, err := policy.Canonical(args[0], host, rawPath, cfg.PathOptions())
 	if err != nil {

@@ -37,6 +37,10 @@ type Config struct {
 	// never be able to send upstream (besides the X-Stepgate-* ones).
 	IdentityHeaders []string
 
+	// Unset lists the ${NAME}s that became placeholders (Options.AllowUnset);
+	// a Config with any must not be served.
+	Unset []Unset
+
 	pos positions
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -449,5 +450,54 @@ func TestShippedRoutes(t *testing.T) {
 	if want := `{"id_token":{"acrs":{"essential":true,"value":"c1"}}}`; entra == nil || entra.Claims != want || entra.ACRValues != nil ||
 		len(entra.SatisfiedBy) != 1 || !slices.Equal(entra.SatisfiedBy[0].ACRS, []string{"c1"}) {
 		t.Errorf("entra_c1 = %+v; want claims %s and satisfied_by acrs [c1]", entra, want)
+	}
+}
+
+// With AllowUnset, a file whose ${NAME}s are unset still validates, with the
+// placeholders listed, and every other problem is still reported: CI can
+// lint a config without production secrets.
+func TestAllowUnset(t *testing.T) {
+	src := `public_url: "${PUBLIC_URL}"
+oidc:
+  issuer: "${ISSUER}"
+  client_id: "${CLIENT_ID}"
+  client_secret: "${CLIENT_SECRET}"
+session:
+  secrets: ["${SESSION_SECRET}"]
+  lifetime: "${LIFETIME}"
+upstream: "http://${APP_HOST}:3000"
+levels:
+  mfa:
+    acr_values: [urn:mfa]
+    satisfied_by: [{acr: [urn:mfa]}]
+routes:
+  - {name: a, path: /a, require: mfa}
+`
+	env := func(string) (string, bool) { return "", false }
+	if _, err := Parse("t.yaml", []byte(src), env); err == nil || !strings.Contains(err.Error(), "environment variable PUBLIC_URL is not set") {
+		t.Fatalf("Parse without AllowUnset: %v; want unset-variable errors", err)
+	}
+	c, err := ParseWith("t.yaml", []byte(src), env, Options{AllowUnset: true})
+	if err != nil {
+		t.Fatalf("ParseWith AllowUnset: %v", err)
+	}
+	want := []Unset{{"PUBLIC_URL", 1, 13}, {"ISSUER", 3, 11}, {"CLIENT_ID", 4, 14}, {"CLIENT_SECRET", 5, 18},
+		{"SESSION_SECRET", 7, 13}, {"LIFETIME", 8, 13}, {"APP_HOST", 9, 11}}
+	if !reflect.DeepEqual(c.Unset, want) {
+		t.Errorf("Unset = %+v; want %+v", c.Unset, want)
+	}
+	if len(c.Routes) != 1 || c.Routes[0].Level == nil || c.Routes[0].Level.Name != "mfa" {
+		t.Errorf("Routes = %+v; want rule a requiring mfa", c.Routes)
+	}
+
+	// A real mistake next to the placeholders is still an error.
+	bad := strings.Replace(src, "require: mfa}", "require: mfaa}", 1)
+	if _, err := ParseWith("t.yaml", []byte(bad), env, Options{AllowUnset: true}); err == nil || !strings.Contains(err.Error(), `t.yaml:15:`) {
+		t.Errorf("ParseWith AllowUnset of a file with an unknown level: %v; want the positioned error", err)
+	}
+	// A value that is known stays checked.
+	known := strings.Replace(src, `"${LIFETIME}"`, `"12 hours"`, 1)
+	if _, err := ParseWith("t.yaml", []byte(known), env, Options{AllowUnset: true}); err == nil || !strings.Contains(err.Error(), "session.lifetime") {
+		t.Errorf("ParseWith AllowUnset with a bad literal lifetime: %v; want its error", err)
 	}
 }

@@ -14,10 +14,18 @@ type decoder struct {
 	file string
 	env  func(string) (string, bool)
 	errs ErrorList
+
+	allowUnset bool                // Options.AllowUnset
+	unset      []Unset             // the placeholders made, in file order
+	unknown    map[*yaml.Node]bool // scalars holding a placeholder
 }
 
-// errorAt records a problem at n's position.
+// errorAt records a problem at n's position. A value that holds a
+// placeholder is unknown, so nothing is said about it.
 func (d *decoder) errorAt(n *yaml.Node, field, msg, hint string) {
+	if n != nil && (d.unknown[n] || d.unknown[deref(n)]) {
+		return
+	}
 	e := &Error{File: d.file, Field: field, Msg: msg, Hint: hint}
 	if n != nil {
 		e.Line, e.Col = n.Line, n.Column
@@ -267,6 +275,11 @@ func (d *decoder) expand(n *yaml.Node, field, s string) (string, bool) {
 				continue
 			}
 			val, set := d.lookup(name)
+			if !set && d.allowUnset {
+				d.placeholder(n, name)
+				b.WriteString(placeholder(name))
+				continue
+			}
 			if !set {
 				d.errorAt(n, field, fmt.Sprintf("environment variable %s is not set", name), "set it before starting stepgate (an unset variable is never read as empty)")
 				ok = false
@@ -278,6 +291,30 @@ func (d *decoder) expand(n *yaml.Node, field, s string) (string, bool) {
 			s = s[1:]
 		}
 	}
+}
+
+// placeholder is what an unset ${NAME} becomes under AllowUnset: long
+// enough to pass as a session secret, and no valid URL or duration, so
+// nothing is mistaken for a real value.
+func placeholder(name string) string {
+	p := "unset-" + name + "-"
+	for len(p) < 32 {
+		p += "x"
+	}
+	return p
+}
+
+// placeholder records that n holds a placeholder for name.
+func (d *decoder) placeholder(n *yaml.Node, name string) {
+	u := Unset{Name: name}
+	if n != nil {
+		if d.unknown == nil {
+			d.unknown = map[*yaml.Node]bool{}
+		}
+		d.unknown[n], d.unknown[deref(n)] = true, true
+		u.Line, u.Col = n.Line, n.Column
+	}
+	d.unset = append(d.unset, u)
 }
 
 func (d *decoder) lookup(name string) (string, bool) {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,9 +39,28 @@ var topKeys = []string{
 	"insecure_allow_http", "trusted_proxies", "identity_headers",
 }
 
+// Options change how LoadWith and ParseWith read a file.
+type Options struct {
+	// AllowUnset turns an unset ${NAME} into a placeholder instead of an
+	// error, and reports no problem with a value that holds one, since its
+	// real value is unknown. It is for linting a file without its secrets
+	// (stepgate check -allow-unset); a Config read this way lists the
+	// placeholders in Unset and must never be served.
+	AllowUnset bool
+}
+
+// Unset is a ${NAME} that became a placeholder, and where.
+type Unset struct {
+	Name      string
+	Line, Col int
+}
+
 // Load reads and parses the file at path, expanding ${NAME} from the process
 // environment. Problems in the file come back as an ErrorList.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadWith(path, Options{}) }
+
+// LoadWith is Load with options.
+func LoadWith(path string, opt Options) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -52,14 +73,19 @@ func Load(path string) (*Config, error) {
 	if len(data) > maxFileSize {
 		return nil, fmt.Errorf("config: %s is larger than %d bytes; is it the right file?", path, maxFileSize)
 	}
-	return Parse(path, data, os.LookupEnv)
+	return ParseWith(path, data, os.LookupEnv, opt)
 }
 
 // Parse validates data, a routes.yaml named name in messages. env looks up
 // ${NAME} references; a nil env has no variables set. Parse does no I/O.
 // On failure the error is an ErrorList holding every problem found.
 func Parse(name string, data []byte, env func(string) (string, bool)) (*Config, error) {
-	d := &decoder{file: name, env: env}
+	return ParseWith(name, data, env, Options{})
+}
+
+// ParseWith is Parse with options.
+func ParseWith(name string, data []byte, env func(string) (string, bool), opt Options) (*Config, error) {
+	d := &decoder{file: name, env: env, allowUnset: opt.AllowUnset}
 	var c *Config
 	if root := d.document(data); root != nil {
 		c = d.config(root)
@@ -68,6 +94,8 @@ func Parse(name string, data []byte, env func(string) (string, bool)) (*Config, 
 		d.errs.sort()
 		return nil, d.errs
 	}
+	slices.SortStableFunc(d.unset, func(a, b Unset) int { return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col)) })
+	c.Unset = d.unset
 	return c, nil
 }
 
