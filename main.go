@@ -137,10 +137,6 @@ func check(path string, allowUnset bool, stdout, stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
-	if _, err := policy.NewTable(cfg.Routes, cfg.Default, cfg.TableOptions()); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", path, err)
-		return 2
-	}
 	for _, w := range config.Warnings(cfg) {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
@@ -155,11 +151,6 @@ func explain(path string, allowUnset bool, args []string, stdout, stderr io.Writ
 	}
 	cfg, ok := load(path, allowUnset, stderr)
 	if !ok {
-		return 2
-	}
-	table, err := policy.NewTable(cfg.Routes, cfg.Default, cfg.TableOptions())
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", path, err)
 		return 2
 	}
 	rawURL := args[1]
@@ -184,7 +175,7 @@ func explain(path string, allowUnset bool, args []string, stdout, stderr io.Writ
 		fmt.Fprintf(stdout, "rejected with 400: %v\n", err)
 		return 0
 	}
-	rule := table.Match(req)
+	rule := cfg.Table.Match(req)
 	fmt.Fprintf(stdout, "canonical: %s %s%s\n", req.Method, req.Host, req.Path)
 	if rule.Line > 0 {
 		fmt.Fprintf(stdout, "rule:      %s (%s:%d)\n", rule.Name, path, rule.Line)
@@ -239,10 +230,6 @@ type gateway struct {
 // IdP happens in the background (see serve), so a slow IdP delays readiness,
 // not start-up.
 func newGateway(cfg *config.Config, logger *slog.Logger, now func() time.Time) (*gateway, oidc.Config, error) {
-	table, err := policy.NewTable(cfg.Routes, cfg.Default, cfg.TableOptions())
-	if err != nil {
-		return nil, oidc.Config{}, err
-	}
 	store, err := session.New(session.Config{
 		Secrets:  cfg.Session.Secrets,
 		Lifetime: cfg.Session.Lifetime,
@@ -252,7 +239,7 @@ func newGateway(cfg *config.Config, logger *slog.Logger, now func() time.Time) (
 		return nil, oidc.Config{}, err
 	}
 	h, err := proxy.New(proxy.Config{
-		Table:           table,
+		Table:           cfg.Table,
 		PathOptions:     cfg.PathOptions(),
 		Levels:          cfg.Levels,
 		Sessions:        store,

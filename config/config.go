@@ -28,6 +28,9 @@ type Config struct {
 	Routes  []policy.Rule   // in file order; first match wins
 	Default policy.Rule     // for requests no route matches (Name "default")
 
+	// Table is Routes and Default compiled, once, by Parse.
+	Table *policy.Table
+
 	StripPathParams      bool
 	CaseInsensitivePaths bool
 	InsecureAllowHTTP    bool

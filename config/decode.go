@@ -15,6 +15,8 @@ type decoder struct {
 	env  func(string) (string, bool)
 	errs ErrorList
 
+	routeNodes []routeNodes // per route, where it was
+
 	allowUnset bool                // Options.AllowUnset
 	unset      []Unset             // the placeholders made, in file order
 	unknown    map[*yaml.Node]bool // scalars holding a placeholder

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/stepgate/stepgate/policy"
 )
 
 // FuzzParse checks that Parse never panics, that it fails only with an
@@ -37,8 +35,8 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if _, err := policy.NewTable(c.Routes, c.Default, c.TableOptions()); err != nil {
-			t.Fatalf("Parse accepted rules that policy.NewTable rejects: %v", err)
+		if c.Table == nil {
+			t.Fatalf("Parse accepted a file without compiling its rules")
 		}
 		if len(c.Session.Secrets) == 0 || len(c.OIDC.Scopes) == 0 || c.OIDC.Scopes[0] != "openid" || c.PublicURL == nil {
 			t.Fatalf("accepted config breaks an invariant: %+v", c)

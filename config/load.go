@@ -197,13 +197,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	c.TrustedProxies = d.trustedProxies(top["trusted_proxies"], c)
 	c.IdentityHeaders = d.identityHeaders(top["identity_headers"])
 
-	// Each rule was compiled on its own above; this guarantees that what
-	// Parse accepts, the proxy can build.
-	if len(d.errs) == 0 {
-		if _, err := policy.NewTable(c.Routes, c.Default, c.TableOptions()); err != nil {
-			d.errs = append(d.errs, &Error{File: d.file, Field: "routes", Msg: err.Error()})
-		}
-	}
+	c.Table = d.compile(c, orAt(top["default"], root))
 	return c
 }
 
@@ -274,11 +268,14 @@ func (d *decoder) url(n *yaml.Node, field string, allowHTTP bool) *url.URL {
 		d.errorAt(n, field, fmt.Sprintf("%q must use https", s), "set insecure_allow_http: true only for local testing")
 		return nil
 	}
-	if _, err := canonicalHost(u.Host); err != "" {
-		d.errorAt(n, field, fmt.Sprintf("%q has a bad host: %s", s, err), "")
+	host, err := policy.CanonicalHost(u.Host)
+	if err != nil {
+		var rej *policy.Rejection
+		errors.As(err, &rej)
+		d.errorAt(n, field, fmt.Sprintf("%q has a bad host: %s", s, rej.Reason), "")
 		return nil
 	}
-	return &url.URL{Scheme: u.Scheme, Host: strings.ToLower(u.Host)}
+	return &url.URL{Scheme: u.Scheme, Host: host}
 }
 
 var oidcKeys = []string{"issuer", "client_id", "client_secret", "scopes"}

@@ -3,12 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"regexp"
-	"regexp/syntax"
 	"slices"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -26,10 +22,11 @@ var (
 	knownMethods = []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 )
 
-// routes decodes the route table in file order.
+// routes decodes the route table in file order. What a rule means (host
+// patterns, globs, regexes, duplicate names) is checked once, by
+// policy.NewTable in config; here only the YAML is read.
 func (d *decoder) routes(n *yaml.Node, levels map[string]*policy.Level, c *Config) []policy.Rule {
 	var rules []policy.Rule
-	firstLine := make(map[string]int)
 	for i, item := range d.list(n, "routes") {
 		field := index("routes", i)
 		if isNull(item) || deref(item).Kind != yaml.MappingNode {
@@ -38,20 +35,72 @@ func (d *decoder) routes(n *yaml.Node, levels map[string]*policy.Level, c *Confi
 		}
 		errs := len(d.errs)
 		r, m := d.route(item, field, levels)
-		if len(d.errs) == errs {
-			d.policyCheck(r, item, m, field, c.TableOptions())
-		}
-		if r.Name != "" {
-			if first, dup := firstLine[r.Name]; dup {
-				d.errorAt(m["name"], join(field, "name"), fmt.Sprintf("duplicate name %q (first at line %d)", r.Name, first), "give each route its own name")
-			} else {
-				firstLine[r.Name] = r.Line
-			}
-		}
 		rules = append(rules, r)
 		c.pos.routes = append(c.pos.routes, at(item))
+		rn := routeNodes{item: item, keys: m, field: field, reported: map[string]bool{}}
+		for _, e := range d.errs[errs:] {
+			rn.reported[e.Field] = true
+		}
+		d.routeNodes = append(d.routeNodes, rn)
 	}
 	return rules
+}
+
+// routeNodes is where one route was in the file, to position what
+// policy.NewTable says about it.
+type routeNodes struct {
+	item     *yaml.Node
+	keys     map[string]*yaml.Node
+	field    string
+	reported map[string]bool // fields decoding already found a problem in
+}
+
+// compile builds the route table with policy.NewTable, the code that will
+// match requests, and positions each problem it reports at the field of the
+// route it concerns.
+func (d *decoder) compile(c *Config, defNode *yaml.Node) *policy.Table {
+	t, err := policy.NewTable(c.Routes, c.Default, c.TableOptions())
+	var te policy.TableError
+	if err == nil || !errors.As(err, &te) {
+		if err != nil {
+			d.errs = append(d.errs, &Error{File: d.file, Field: "routes", Msg: err.Error()})
+		}
+		return t
+	}
+	defer func() {
+		// Never accept what NewTable refused, even if every problem it
+		// named was skipped below as said already.
+		if len(d.errs) == 0 {
+			d.errs = append(d.errs, &Error{File: d.file, Field: "routes", Msg: err.Error()})
+		}
+	}()
+	for _, e := range te {
+		if e.Index < 0 {
+			if len(d.errs) == 0 {
+				d.errorAt(defNode, "default", e.Msg, e.Hint)
+			}
+			continue
+		}
+		rn := d.routeNodes[e.Index]
+		at, field := rn.item, rn.field
+		if n := rn.keys[e.Field]; n != nil {
+			at, field = n, join(rn.field, e.Field)
+		}
+		// What decoding reported already is not said twice, and levels
+		// are checked, and reported, where they are defined.
+		if rn.reported[field] || e.Field == "require" {
+			continue
+		}
+		if e.Field == "" && (rn.reported[join(rn.field, "path")] || rn.reported[join(rn.field, "path_regex")]) {
+			continue // decoding found the path missing, empty or doubled
+		}
+		msg, hint := e.Msg, e.Hint
+		if e.Field == "name" {
+			msg, hint = fmt.Sprintf("duplicate name %q (first at line %d)", e.Name, c.Routes[e.First].Line), "give each route its own name"
+		}
+		d.errorAt(at, field, msg, hint)
+	}
+	return nil
 }
 
 // route decodes one route; it also returns the route's value nodes by key.
@@ -73,17 +122,13 @@ func (d *decoder) route(n *yaml.Node, field string, levels map[string]*policy.Le
 	}
 
 	if h, ok := d.str(m["host"], join(field, "host")); ok && h != "" {
-		host, why := canonicalHost(h)
-		if name, ok := withPort(h); ok {
-			// A rule that held on one port only would be dodged by naming
-			// another port in Host (threat model case 88), so host rules
-			// match every port and a port is refused rather than ignored.
-			d.errorAt(m["host"], join(field, "host"), fmt.Sprintf("%q has a port", h),
-				fmt.Sprintf("remove it: a host rule matches its host on every port, so write %q", name))
-		} else if why != "" {
-			d.errorAt(m["host"], join(field, "host"), fmt.Sprintf("%q is not a host pattern", h), why)
+		// Written in any case and with a trailing dot, it is matched in
+		// canonical form; anything that is no pattern is NewTable's to
+		// report.
+		r.Host = h
+		if c, err := policy.CanonicalHostPattern(h); err == nil {
+			r.Host = c
 		}
-		r.Host = host
 	}
 
 	pathNode, reNode := m["path"], m["path_regex"]
@@ -91,18 +136,14 @@ func (d *decoder) route(n *yaml.Node, field string, levels map[string]*policy.Le
 	case pathNode != nil && reNode != nil:
 		d.errorAt(reNode, join(field, "path_regex"), "set together with path", "keep one of path and path_regex")
 	case pathNode != nil:
-		if p, ok := d.str(pathNode, join(field, "path")); ok {
-			if msg, hint := checkGlob(p); msg != "" {
-				d.errorAt(pathNode, join(field, "path"), msg, hint)
-			}
-			r.Path = p
+		var ok bool
+		if r.Path, ok = d.str(pathNode, join(field, "path")); ok && r.Path == "" {
+			d.errorAt(pathNode, join(field, "path"), "empty", `write an absolute path such as "/api/**"`)
 		}
 	case reNode != nil:
-		if p, ok := d.str(reNode, join(field, "path_regex")); ok {
-			if msg, hint := checkRegex(p); msg != "" {
-				d.errorAt(reNode, join(field, "path_regex"), msg, hint)
-			}
-			r.PathRegex = p
+		var ok bool
+		if r.PathRegex, ok = d.str(reNode, join(field, "path_regex")); ok && r.PathRegex == "" {
+			d.errorAt(reNode, join(field, "path_regex"), "empty", `write a regular expression such as "/api/v[0-9]+/.*"`)
 		}
 	default:
 		d.errorAt(n, field, "needs path or path_regex", `add path: such as "/api/**"`)
@@ -118,37 +159,6 @@ func (d *decoder) route(n *yaml.Node, field string, levels map[string]*policy.Le
 		r.Access, r.Level = d.requirement(rn, join(field, "require"), levels)
 	}
 	return r, m
-}
-
-// policyCheck compiles r alone with policy.NewTable, the code that will
-// match requests, so that whatever the checks above missed is still
-// reported here with a position rather than at start-up without one.
-func (d *decoder) policyCheck(r policy.Rule, n *yaml.Node, m map[string]*yaml.Node, field string, opt policy.TableOptions) {
-	// The level is checked, and reported, where it is defined.
-	r.Access, r.Level = policy.Public, nil
-	_, err := policy.NewTable([]policy.Rule{r}, policy.Rule{Name: "default", Access: policy.Authenticated}, opt)
-	if err == nil {
-		return
-	}
-	for _, line := range strings.Split(err.Error(), "\n") {
-		// `policy: rules[0] "name": path "/x": non-ascii` → `path "/x": non-ascii`
-		msg := line
-		if _, rest, ok := strings.Cut(line, "\": "); ok {
-			msg = rest
-		}
-		at, f := n, field
-		for _, key := range []string{"path_regex", "path", "host", "methods"} {
-			word := strings.TrimSuffix(key, "s") + " "
-			if strings.HasPrefix(msg, word) && m[key] != nil {
-				at, f = m[key], join(field, key)
-				if key != "methods" {
-					msg = strings.TrimPrefix(msg, word)
-				}
-				break
-			}
-		}
-		d.errorAt(at, f, msg, "")
-	}
 }
 
 func (d *decoder) methods(n *yaml.Node, field string) []string {
@@ -208,152 +218,3 @@ func (d *decoder) requirement(n *yaml.Node, field string, levels map[string]*pol
 	return 0, nil
 }
 
-// canonicalHost returns host lower-cased, without a trailing dot or a
-// default port, as policy compares request hosts; or why it is not a host.
-// A leading "*." is kept as the wildcard.
-func canonicalHost(host string) (string, string) {
-	h, port := strings.ToLower(host), ""
-	if strings.ContainsAny(h, "/@?#") {
-		return "", "write the host name only, without scheme, user or path"
-	}
-	if strings.Contains(strings.TrimPrefix(h, "*."), "*") {
-		return "", `a wildcard may only be the first label, as in "*.example.com"`
-	}
-	if strings.Count(h, ":") > 1 && !strings.HasPrefix(h, "[") {
-		return "", `write an IPv6 address in brackets, as in "[2001:db8::1]"`
-	}
-	if strings.Contains(h, ":") && !strings.HasSuffix(h, "]") {
-		var err error
-		if h, port, err = net.SplitHostPort(h); err != nil {
-			return "", "write the port as a number after the last :"
-		}
-		if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
-			return "", "the port must be a number from 1 to 65535"
-		}
-		if strings.Contains(h, ":") {
-			h = "[" + h + "]" // SplitHostPort took the brackets off
-		}
-	}
-	if port == "80" || port == "443" {
-		port = ""
-	}
-	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
-		a, err := netip.ParseAddr(h[1 : len(h)-1])
-		if err != nil || !a.Is6() || a.Zone() != "" {
-			return "", `write an IPv6 address in brackets, as in "[2001:db8::1]"`
-		}
-		h = "[" + a.String() + "]"
-	} else {
-		h = strings.TrimSuffix(h, ".")
-		labels := strings.Split(strings.TrimPrefix(h, "*."), ".")
-		for _, l := range labels {
-			if l == "" || len(l) > 63 || strings.Trim(l, "abcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
-				return "", `use letters, digits, - and . only, as in "admin.bank.example.com"`
-			}
-		}
-		if strings.HasPrefix(h, "*.") && len(labels) < 2 {
-			return "", `a wildcard needs a domain after it, as in "*.example.com"`
-		}
-	}
-	if port != "" {
-		return h + ":" + port, ""
-	}
-	return h, ""
-}
-
-// withPort reports whether host ends in a valid port, and the host without it.
-func withPort(host string) (string, bool) {
-	i := strings.LastIndexByte(host, ':')
-	if i < 0 || strings.HasSuffix(host, "]") || strings.Count(host, ":") > 1 && !strings.HasPrefix(host, "[") {
-		return "", false
-	}
-	if p, err := strconv.ParseUint(host[i+1:], 10, 16); err != nil || p == 0 {
-		return "", false
-	}
-	return strings.ToLower(host[:i]), true
-}
-
-// checkGlob checks a path glob: an absolute, canonical path (the form
-// requests are matched in after canonicalization, DESIGN §1) whose wildcard
-// segments are exactly "*" or "**". Anything else could never match, or
-// would match something other than what it says.
-func checkGlob(p string) (msg, hint string) {
-	if !strings.HasPrefix(p, "/") {
-		return fmt.Sprintf("%q does not start with /", p), "write an absolute path such as " + strconv.Quote("/"+p)
-	}
-	if strings.Contains(p, "//") {
-		return fmt.Sprintf("%q has an empty segment", p), "requests are matched after // is collapsed; remove the extra /"
-	}
-	for _, seg := range strings.Split(p[1:], "/") {
-		if seg == "." || seg == ".." {
-			return fmt.Sprintf("%q has a %q segment", p, seg), "requests are matched after dot segments are resolved; write the resolved path"
-		}
-		if strings.Contains(seg, "*") && seg != "*" && seg != "**" {
-			return fmt.Sprintf("%q has a wildcard inside segment %q", p, seg), `"*" and "**" must be whole segments; use path_regex for partial matches`
-		}
-		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") || strings.HasPrefix(seg, ":") && len(seg) > 1 {
-			return fmt.Sprintf("%q has a parameter segment %q, which would match only itself", p, seg), `write "*" for any one segment`
-		}
-		if i := strings.IndexFunc(seg, func(r rune) bool { return strings.ContainsRune("?#\\;", r) || r <= ' ' || r >= 0x7f }); i >= 0 {
-			return fmt.Sprintf("%q has %q, which a canonical path never holds", p, string([]rune(seg[i:])[0])), rawHint(seg[i])
-		}
-		if msg := checkEscapes(seg); msg != "" {
-			return fmt.Sprintf("%q %s", p, msg), "write the path as the upstream receives it"
-		}
-	}
-	return "", ""
-}
-
-func rawHint(c byte) string {
-	switch c {
-	case '?', '#':
-		return "paths are matched without query or fragment; remove it"
-	case ';':
-		return "requests with ;parameters are refused, or stripped with strip_path_params; remove it"
-	}
-	return "requests holding it are refused; remove it"
-}
-
-// checkEscapes rejects percent-encodings that canonicalization either
-// decodes (unreserved characters) or refuses (%2F, %5C, %25, controls,
-// non-ASCII).
-func checkEscapes(seg string) string {
-	for i := 0; i < len(seg); i++ {
-		if seg[i] != '%' {
-			continue
-		}
-		if i+2 >= len(seg) || !isHex(seg[i+1]) || !isHex(seg[i+2]) {
-			return "has a malformed %-escape"
-		}
-		b, _ := strconv.ParseUint(seg[i+1:i+3], 16, 8)
-		switch c := byte(b); {
-		case c >= 0x80:
-			return "has escaped non-ASCII bytes, which requests are refused for"
-		case c == '/' || c == '\\' || c == '%' || c < 0x20 || c == 0x7f:
-			return fmt.Sprintf("has %s, which requests are refused for", seg[i:i+3])
-		case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0:
-			return fmt.Sprintf("has %s, which canonicalization decodes to %q", seg[i:i+3], string(c))
-		}
-		i += 2
-	}
-	return ""
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-// checkRegex compiles p as policy will: RE2, anchored at both ends.
-func checkRegex(p string) (msg, hint string) {
-	const syntaxHint = "path_regex is RE2 syntax, see https://golang.org/s/re2syntax"
-	if p == "" {
-		return "empty", `write a regular expression such as "/api/v[0-9]+/.*"`
-	}
-	if _, err := regexp.Compile(`^(?:` + p + `)$`); err != nil {
-		if se, ok := errors.AsType[*syntax.Error](err); ok {
-			return fmt.Sprintf("invalid regular expression: %s: %q", se.Code, se.Expr), syntaxHint
-		}
-		return "invalid regular expression", syntaxHint
-	}
-	return "", ""
-}

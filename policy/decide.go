@@ -124,3 +124,41 @@ func anyListed(got, want []string) bool {
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// Stricter reports whether a asks more of a request than b, in the one order
+// of strictness that every mode shares: Allow, then Login, then Login for a
+// level, then StepUp, then Deny (and an invalid decision, which counts as
+// Deny). When a request could be read as several (override methods, an
+// extra level named by an ingress), the strictest reading decides.
+func Stricter(a, b Decision) bool { return a.strictness() > b.strictness() }
+
+func (d Decision) strictness() int {
+	switch d.Action {
+	case Allow:
+		return 1
+	case Login:
+		if d.Level == nil {
+			return 2
+		}
+		return 3
+	case StepUp:
+		return 4
+	}
+	return 5
+}
+
+// strictness places an Access in the same order, as the decision it gives a
+// request without a session; 0 for an invalid Access.
+func (a Access) strictness() int {
+	switch a {
+	case Public:
+		return Decision{Action: Allow}.strictness()
+	case Authenticated:
+		return Decision{Action: Login}.strictness()
+	case Leveled:
+		return Decision{Action: Login, Level: &Level{}}.strictness()
+	case Denied:
+		return Decision{Action: Deny}.strictness()
+	}
+	return 0
+}

@@ -112,3 +112,25 @@ func TestZeroDecisionIsNotAllow(t *testing.T) {
 		t.Errorf("zero Action.String() = %q; want invalid", d.Action.String())
 	}
 }
+
+func TestStricter(t *testing.T) {
+	l := &Level{Name: "mfa"}
+	order := []Decision{
+		{Action: Allow},
+		{Action: Login},
+		{Action: Login, Level: l},
+		{Action: StepUp, Level: l},
+		{Action: Deny},
+	}
+	for i, a := range order {
+		for j, b := range order {
+			if got := Stricter(a, b); got != (i > j) {
+				t.Errorf("Stricter(%v, %v) = %v; want %v", a, b, got, i > j)
+			}
+		}
+	}
+	// An invalid decision is as strict as Deny, never less.
+	if Stricter(Decision{Action: Deny}, Decision{}) || !Stricter(Decision{}, Decision{Action: StepUp}) {
+		t.Errorf("an invalid decision is not ranked with Deny")
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"regexp/syntax"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -57,11 +59,12 @@ type regexRule struct {
 }
 
 // NewTable compiles rules (in file order; the first match wins) and def, the
-// rule for requests no rule matches. It reports every invalid rule: a bad
-// host pattern, a path glob that is not canonical or puts "*" or "**" inside
-// a segment, an invalid regex, both or neither of Path and PathRegex, an
-// invalid method, an unknown Access, a Leveled rule without a usable Level,
-// and duplicate names.
+// rule for requests no rule matches. It reports every invalid rule as a
+// TableError of RuleErrors: a bad host pattern (a port included), a path
+// glob that is not canonical or puts "*" or "**" inside a segment, an
+// invalid regex, both or neither of Path and PathRegex, an invalid method,
+// an unknown Access, a Leveled rule without a usable Level, and duplicate
+// names.
 func NewTable(rules []Rule, def Rule, opt TableOptions) (*Table, error) {
 	t := &Table{
 		rules: slices.Clone(rules),
@@ -70,121 +73,191 @@ func NewTable(rules []Rule, def Rule, opt TableOptions) (*Table, error) {
 		exact: make(map[string]*node),
 		wild:  make(map[string]*node),
 	}
-	var errs []error
+	var errs TableError
 	seen := make(map[string]int)
 	for i := range t.rules {
 		r := &t.rules[i]
 		r.Methods = slices.Clone(r.Methods)
-		if err := t.add(i, r); err != nil {
-			errs = append(errs, fmt.Errorf("policy: rules[%d] %q: %w", i, r.Name, err))
+		for _, e := range t.add(i, r) {
+			e.Index, e.Name = i, r.Name
+			errs = append(errs, e)
 		}
 		if j, ok := seen[r.Name]; ok && r.Name != "" {
-			errs = append(errs, fmt.Errorf("policy: rules[%d] %q: name already used by rules[%d]", i, r.Name, j))
+			errs = append(errs, &RuleError{Index: i, Name: r.Name, Field: "name", First: j,
+				Msg: fmt.Sprintf("name already used by rules[%d]", j), Hint: "give each rule its own name"})
 		}
 		seen[r.Name] = i
 	}
 	if def.Host != "" || def.Path != "" || def.PathRegex != "" || def.Methods != nil {
-		errs = append(errs, errors.New("policy: default rule: must not set host, path, path_regex or methods; it applies to every request no rule matches"))
-	} else if err := checkAccess(&def); err != nil {
-		errs = append(errs, fmt.Errorf("policy: default rule: %w", err))
+		errs = append(errs, &RuleError{Index: -1, Name: def.Name, Msg: "must not set host, path, path_regex or methods",
+			Hint: "it applies to every request no rule matches"})
+	} else if e := checkAccess(&def); e != nil {
+		e.Index, e.Name = -1, def.Name
+		errs = append(errs, e)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, errs
 	}
 	return t, nil
 }
 
-// add checks r and indexes it as rule i.
-func (t *Table) add(i int, r *Rule) error {
-	if err := checkAccess(r); err != nil {
-		return err
+// add checks r and indexes it as rule i. The errors it returns have Field,
+// Msg and Hint set.
+func (t *Table) add(i int, r *Rule) []*RuleError {
+	var errs []*RuleError
+	if e := checkAccess(r); e != nil {
+		errs = append(errs, e)
 	}
-	if err := checkMethods(r.Methods); err != nil {
-		return err
+	if e := checkMethods(r.Methods); e != nil {
+		errs = append(errs, e)
 	}
-	if err := checkHostPattern(r.Host); err != nil {
-		return err
+	if msg, hint := checkHostPattern(r.Host); msg != "" {
+		errs = append(errs, &RuleError{Field: "host", Msg: msg, Hint: hint})
 	}
 	switch {
 	case r.Path != "" && r.PathRegex != "":
-		return errors.New("both path and path_regex set; want one")
+		errs = append(errs, &RuleError{Field: "path_regex", Msg: "set together with path", Hint: "keep one of path and path_regex"})
 	case r.Path == "" && r.PathRegex == "":
-		return errors.New("neither path nor path_regex set; want one")
+		errs = append(errs, &RuleError{Msg: "neither path nor path_regex set", Hint: `set path, such as "/api/**"`})
 	case r.PathRegex != "":
-		re, err := compileRegex(r.PathRegex, t.ci)
-		if err != nil {
-			return err
+		re, msg := compileRegex(r.PathRegex, t.ci)
+		if msg != "" {
+			errs = append(errs, &RuleError{Field: "path_regex", Msg: msg, Hint: "path_regex is RE2 syntax, see https://golang.org/s/re2syntax"})
+			break
 		}
-		t.regex = append(t.regex, regexRule{idx: i, host: r.Host, re: re})
-		return nil
+		if len(errs) == 0 {
+			t.regex = append(t.regex, regexRule{idx: i, host: r.Host, re: re})
+		}
+	default:
+		segs, msg, hint := parseGlob(r.Path)
+		if msg != "" {
+			errs = append(errs, &RuleError{Field: "path", Msg: msg, Hint: hint})
+			break
+		}
+		if len(errs) == 0 {
+			t.root(r.Host).insert(segs, i, t.ci)
+		}
 	}
-	segs, err := parseGlob(r.Path)
-	if err != nil {
-		return err
-	}
-	t.root(r.Host).insert(segs, i, t.ci)
-	return nil
+	return errs
 }
 
-func checkAccess(r *Rule) error {
+func checkAccess(r *Rule) *RuleError {
 	switch r.Access {
 	case Public, Authenticated, Denied:
 		if r.Level != nil {
-			return fmt.Errorf("level %q set but require is %s; want no level", r.Level.Name, r.Access)
+			return &RuleError{Field: "require", Msg: fmt.Sprintf("level %q set but require is %s", r.Level.Name, r.Access), Hint: "want no level"}
 		}
 	case Leveled:
 		if r.Level == nil {
-			return errors.New("require is a level but no level is set")
+			return &RuleError{Field: "require", Msg: "require is a level but no level is set"}
 		}
 		if len(r.Level.SatisfiedBy) == 0 {
-			return fmt.Errorf("level %q has no satisfied_by alternatives; it could never be met", r.Level.Name)
+			return &RuleError{Field: "require", Msg: fmt.Sprintf("level %q has no satisfied_by alternatives", r.Level.Name), Hint: "it could never be met; add satisfied_by to the level"}
 		}
 	default:
-		return fmt.Errorf("unknown access %d; want public, authenticated, deny or a level", int(r.Access))
+		return &RuleError{Field: "require", Msg: fmt.Sprintf("unknown access %d", int(r.Access)), Hint: "want public, authenticated, deny or a level"}
 	}
 	return nil
 }
 
-func checkMethods(ms []string) error {
+func checkMethods(ms []string) *RuleError {
 	if ms != nil && len(ms) == 0 {
-		return errors.New("methods is an empty list; omit it to match every method")
+		return &RuleError{Field: "methods", Msg: "an empty list, so the rule would match no request", Hint: "omit it to match every method"}
 	}
 	for _, m := range ms {
 		if _, err := CanonicalMethod(m); err != nil {
-			return fmt.Errorf("method %q: want an upper-case method other than CONNECT, TRACE and TRACK", m)
+			return &RuleError{Field: "methods", Msg: fmt.Sprintf("method %q", m), Hint: "want an upper-case method other than CONNECT, TRACE and TRACK"}
 		}
 	}
 	return nil
 }
 
-func checkHostPattern(h string) error {
-	if h == "" {
-		return nil
+// CanonicalHostPattern returns a rule host in the form NewTable wants:
+// lower-case, without a trailing dot, IPv6 literals in their short form, and
+// a leading "*." kept as the wildcard. A pattern with a port, or one that is
+// no host, is an error whose text says how to fix it.
+func CanonicalHostPattern(h string) (string, error) {
+	c, msg, hint := canonicalHostPattern(h)
+	if msg != "" {
+		return "", &RuleError{Index: -1, Field: "host", Msg: msg, Hint: hint}
 	}
-	exact := strings.TrimPrefix(h, "*.")
-	if _, hasPort := splitHostPort(exact); hasPort {
-		// A rule that held on one port only would be dodged by naming
-		// another port in Host (threat model case 88).
-		return fmt.Errorf("host %q: has a port; a host rule matches its host on every port", h)
-	}
-	if c, err := CanonicalHost(exact); err != nil || c != exact || strings.HasPrefix(c, "[") && exact != h {
-		return fmt.Errorf("host %q: want a lower-case host name without trailing dot or default port, or *.domain", h)
-	}
-	return nil
+	return c, nil
 }
 
-func compileRegex(expr string, ci bool) (*regexp.Regexp, error) {
-	// (?s) so that "." spans every byte (THREATS.md A17); anchored on both
-	// ends so that it judges the whole path and nothing else (A16).
+// checkHostPattern checks a rule's host: "" (any host), or a pattern
+// already in canonical form.
+func checkHostPattern(h string) (msg, hint string) {
+	c, msg, hint := canonicalHostPattern(h)
+	if msg == "" && c != h {
+		return fmt.Sprintf("%q is not in canonical form", h), fmt.Sprintf("write %q: hosts are compared lower-case, without a trailing dot", c)
+	}
+	return msg, hint
+}
+
+// canonicalHostPattern is CanonicalHostPattern with what is wrong and how to
+// fix it as strings.
+func canonicalHostPattern(h string) (c, msg, hint string) {
+	if h == "" {
+		return "", "", ""
+	}
+	bad := fmt.Sprintf("%q is not a host pattern", h)
+	exact, wild := strings.CutPrefix(h, "*.")
+	switch {
+	case strings.ContainsAny(h, "/@?#"):
+		return "", bad, "write the host name only, without scheme, user or path"
+	case strings.Contains(exact, "*"):
+		return "", bad, `a wildcard may only be the first label, as in "*.example.com"`
+	case strings.Count(exact, ":") > 1 && !strings.HasPrefix(exact, "["):
+		return "", bad, `write an IPv6 address in brackets, as in "[2001:db8::1]"`
+	}
+	if name, hasPort := splitHostPort(exact); hasPort {
+		// A rule that held on one port only would be dodged by naming
+		// another port in Host (threat model case 88), so host rules
+		// match every port and a port is refused rather than ignored.
+		if wild {
+			name = "*." + name
+		}
+		return "", fmt.Sprintf("%q has a port", h), fmt.Sprintf("remove it: a host rule matches its host on every port, so write %q", strings.ToLower(name))
+	}
+	c, err := CanonicalHost(exact)
+	switch {
+	case err != nil && strings.HasPrefix(exact, "["):
+		return "", bad, `write an IPv6 address in brackets, as in "[2001:db8::1]"`
+	case err != nil:
+		return "", bad, `use letters, digits, - and . only, as in "admin.bank.example.com"`
+	case wild && (strings.HasPrefix(c, "[") || !strings.Contains(c, ".")):
+		return "", bad, `a wildcard needs a domain after it, as in "*.example.com"`
+	case wild:
+		return "*." + c, "", ""
+	}
+	return c, "", ""
+}
+
+// compileRegex compiles a path_regex as Match runs it, or says why it cannot.
+func compileRegex(expr string, ci bool) (*regexp.Regexp, string) {
+	if expr == "" {
+		return nil, "empty"
+	}
+	// (?s) so that "." spans every byte (threat model case 17); anchored on
+	// both ends so that it judges the whole path and nothing else (16).
 	flags := "(?s)"
 	if ci {
 		flags = "(?si)"
 	}
-	re, err := regexp.Compile(flags + "^(?:" + expr + ")$")
-	if err != nil {
-		return nil, fmt.Errorf("path_regex %q: %w", expr, err)
+	// The expression is compiled alone first: wrapped, "x)|(.*" would
+	// compile as "^(?:x)|(.*)$", an alternative outside the anchors.
+	_, err := regexp.Compile(expr)
+	var re *regexp.Regexp
+	if err == nil {
+		re, err = regexp.Compile(flags + "^(?:" + expr + ")$")
 	}
-	return re, nil
+	if err != nil {
+		if se, ok := errors.AsType[*syntax.Error](err); ok {
+			return nil, fmt.Sprintf("invalid regular expression: %s: %q", se.Code, se.Expr)
+		}
+		return nil, "invalid regular expression"
+	}
+	return re, ""
 }
 
 // glob segment kinds
@@ -199,37 +272,69 @@ type globSeg struct {
 	lit  string // canonical escaped text of a literal segment
 }
 
-// parseGlob splits a path glob into segments. The glob must be a canonical
-// path, so that its literals compare with canonical requests; a trailing
-// slash is ignored, as it is for requests.
-func parseGlob(p string) ([]globSeg, error) {
+// parseGlob splits a path glob into segments, or says what is wrong with
+// it and how to fix it. The glob must be a canonical path, so that its
+// literals compare with canonical requests; a trailing slash is ignored, as
+// it is for requests. Anything else could never match, or would match
+// something other than what it says.
+func parseGlob(p string) (segs []globSeg, msg, hint string) {
+	if !strings.HasPrefix(p, "/") {
+		return nil, fmt.Sprintf("%q does not start with /", p), "write an absolute path such as " + strconv.Quote("/"+p)
+	}
+	resolved := "write the resolved path"
+	if c, err := CanonicalPath(p, PathOptions{}); err == nil {
+		resolved = fmt.Sprintf("write %q", c)
+	}
+	if strings.Contains(p, "//") {
+		return nil, fmt.Sprintf("%q has an empty segment", p), "requests are matched after // is collapsed; " + resolved
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		switch {
+		case seg == "." || seg == "..":
+			return nil, fmt.Sprintf("%q has a %q segment", p, seg), "requests are matched after dot segments are resolved; " + resolved
+		case strings.Contains(seg, "*") && seg != "*" && seg != "**":
+			return nil, fmt.Sprintf("%q has a wildcard inside segment %q", p, seg), `"*" and "**" must be whole segments; use path_regex for partial matches`
+		case strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") || strings.HasPrefix(seg, ":") && len(seg) > 1:
+			return nil, fmt.Sprintf("%q has a parameter segment %q, which would match only itself", p, seg), `write "*" for any one segment`
+		}
+		if i := strings.IndexFunc(seg, func(r rune) bool { return strings.ContainsRune("?#\\;", r) || r <= ' ' || r >= 0x7f }); i >= 0 {
+			return nil, fmt.Sprintf("%q has %q, which a canonical path never holds", p, string([]rune(seg[i:])[0])), rawHint(seg[i])
+		}
+	}
 	c, err := CanonicalPath(p, PathOptions{})
 	if err != nil {
 		var rej *Rejection
 		errors.As(err, &rej)
-		return nil, fmt.Errorf("path %q: %s", p, rej.Reason)
+		return nil, fmt.Sprintf("%q: %s", p, rej.Reason), "requests holding it are refused; write the path as the upstream receives it"
 	}
 	if c != p {
-		return nil, fmt.Errorf("path %q is not canonical; write %q", p, c)
+		return nil, fmt.Sprintf("%q is not in canonical form", p), fmt.Sprintf("write %q, the form requests are matched in", c)
 	}
-	var segs []globSeg
 	for i := 0; ; {
 		seg, next := nextSeg(p, i)
 		if next < 0 {
-			return segs, nil
+			return segs, "", ""
 		}
-		switch {
-		case seg == "**":
+		switch seg {
+		case "**":
 			segs = append(segs, globSeg{kind: dstarSeg})
-		case seg == "*":
+		case "*":
 			segs = append(segs, globSeg{kind: starSeg})
-		case strings.IndexByte(seg, '*') >= 0:
-			return nil, fmt.Errorf(`path %q: "*" and "**" must be whole segments`, p)
 		default:
 			segs = append(segs, globSeg{kind: litSeg, lit: seg})
 		}
 		i = next
 	}
+}
+
+func rawHint(c byte) string {
+	switch c {
+	case '?', '#':
+		return "paths are matched without query or fragment; remove it"
+	case ';':
+		return "requests with ;parameters are refused, or stripped with strip_path_params; remove it"
+	}
+	return "requests holding it are refused; remove it"
 }
 
 // root returns the trie for a host pattern, creating it.

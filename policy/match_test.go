@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"regexp"
@@ -38,17 +39,18 @@ func TestNewTableErrors(t *testing.T) {
 		want string // in the error text
 	}{
 		{"neither path nor regex", Rule{Name: "r", Access: Public}, defaultRule, "neither path nor path_regex"},
-		{"both path and regex", Rule{Name: "r", Path: "/a", PathRegex: "/a", Access: Public}, defaultRule, "both path and path_regex"},
+		{"both path and regex", Rule{Name: "r", Path: "/a", PathRegex: "/a", Access: Public}, defaultRule, "set together with path"},
 		{"star inside segment", Rule{Name: "r", Path: "/a*b", Access: Public}, defaultRule, "whole segments"},
 		{"double star inside segment", Rule{Name: "r", Path: "/api/**x", Access: Public}, defaultRule, "whole segments"},
 		{"double star suffix", Rule{Name: "r", Path: "/api/x**", Access: Public}, defaultRule, "whole segments"},
-		{"relative glob", Rule{Name: "r", Path: "api/x", Access: Public}, defaultRule, "not an absolute path"},
+		{"relative glob", Rule{Name: "r", Path: "api/x", Access: Public}, defaultRule, "does not start with /"},
 		{"glob with dot-dot", Rule{Name: "r", Path: "/a/../b", Access: Public}, defaultRule, `write "/b"`},
 		{"glob with double slash", Rule{Name: "r", Path: "/a//b", Access: Public}, defaultRule, `write "/a/b"`},
 		{"glob with encoded slash", Rule{Name: "r", Path: "/a%2Fb", Access: Public}, defaultRule, "encoded slash"},
 		{"glob with lower-case escape", Rule{Name: "r", Path: "/a%3ab", Access: Public}, defaultRule, `write "/a%3Ab"`},
-		{"glob with path parameter", Rule{Name: "r", Path: "/a;b", Access: Public}, defaultRule, "path parameter"},
+		{"glob with path parameter", Rule{Name: "r", Path: "/a;b", Access: Public}, defaultRule, ";parameters are refused"},
 		{"bad regex", Rule{Name: "r", PathRegex: "/a(", Access: Public}, defaultRule, "path_regex"},
+		{"regex escaping its anchors", Rule{Name: "r", PathRegex: "/a)|(.*", Access: Public}, defaultRule, "unexpected )"},
 		{"unknown access", Rule{Name: "r", Path: "/a"}, defaultRule, "unknown access"},
 		{"access out of range", Rule{Name: "r", Path: "/a", Access: 42}, defaultRule, "unknown access"},
 		{"leveled without level", Rule{Name: "r", Path: "/a", Access: Leveled}, defaultRule, "no level"},
@@ -397,5 +399,35 @@ func TestMatchNoAllocation(t *testing.T) {
 	req := benchRequest(1000)
 	if n := testing.AllocsPerRun(100, func() { tab.Match(req) }); n != 0 {
 		t.Errorf("Match allocates %v times; want 0", n)
+	}
+}
+
+// NewTable's errors are typed, so that config can position each one at the
+// field of the rule it concerns.
+func TestNewTableErrorsAreTyped(t *testing.T) {
+	rules := []Rule{
+		{Name: "ok", Path: "/ok", Access: Public},
+		{Name: "bad", Host: "Bank.example.com:8443", Path: "/a/../b", Access: Public},
+		{Name: "ok", PathRegex: "(", Access: Denied},
+	}
+	_, err := NewTable(rules, Rule{Name: "default", Access: Authenticated}, TableOptions{})
+	var te TableError
+	if !errors.As(err, &te) {
+		t.Fatalf("NewTable error %v (%T); want a TableError", err, err)
+	}
+	type got struct {
+		Index       int
+		Name, Field string
+	}
+	var gs []got
+	for _, e := range te {
+		gs = append(gs, got{e.Index, e.Name, e.Field})
+	}
+	want := []got{{1, "bad", "host"}, {1, "bad", "path"}, {2, "ok", "path_regex"}, {2, "ok", "name"}}
+	if !slices.Equal(gs, want) {
+		t.Errorf("NewTable errors %+v; want %+v", gs, want)
+	}
+	if !strings.Contains(te[0].Hint, `write "bank.example.com"`) || !strings.Contains(te[1].Hint, `write "/b"`) {
+		t.Errorf("hints %q, %q; want the fixes", te[0].Hint, te[1].Hint)
 	}
 }

@@ -25,7 +25,7 @@ func Shadows(rules []Rule) []Shadow {
 	var out []Shadow
 	for j := range rules {
 		for i := range j {
-			ri, rj := rank(rules[i].Access), rank(rules[j].Access)
+			ri, rj := rules[i].Access.strictness(), rules[j].Access.strictness()
 			if ri == 0 || rj == 0 || ri >= rj {
 				continue
 			}
@@ -36,20 +36,6 @@ func Shadows(rules []Rule) []Shadow {
 		}
 	}
 	return out
-}
-
-func rank(a Access) int {
-	switch a {
-	case Public:
-		return 1
-	case Authenticated:
-		return 2
-	case Leveled:
-		return 3
-	case Denied:
-		return 4
-	}
-	return 0
 }
 
 // overlap finds a request that both a and b match.
@@ -114,12 +100,12 @@ func commonPath(a, b *Rule) (string, bool) {
 	case b.PathRegex != "":
 		return globRegexOverlap(a.Path, b.PathRegex)
 	}
-	ga, err := parseGlob(a.Path)
-	if err != nil {
+	ga, msg, _ := parseGlob(a.Path)
+	if msg != "" {
 		return "", false
 	}
-	gb, err := parseGlob(b.Path)
-	if err != nil {
+	gb, msg, _ := parseGlob(b.Path)
+	if msg != "" {
 		return "", false
 	}
 	return intersect(ga, gb)
@@ -127,12 +113,12 @@ func commonPath(a, b *Rule) (string, bool) {
 
 // globRegexOverlap tries a few paths of glob against expr.
 func globRegexOverlap(glob, expr string) (string, bool) {
-	segs, err := parseGlob(glob)
-	if err != nil {
+	segs, msg, _ := parseGlob(glob)
+	if msg != "" {
 		return "", false
 	}
-	re, err := compileRegex(expr, false)
-	if err != nil {
+	re, msg := compileRegex(expr, false)
+	if msg != "" {
 		return "", false
 	}
 	for _, fill := range []string{"x", "0"} {
