@@ -217,4 +217,3 @@ func (d *decoder) requirement(n *yaml.Node, field string, levels map[string]*pol
 	d.errorAt(n, field, fmt.Sprintf("unknown level %q", s), hint)
 	return 0, nil
 }
-
