@@ -57,14 +57,33 @@ func newHeaderFilter(extra []string) *headerFilter {
 func foldHeader(name string) string {
 	b := []byte(name)
 	for i, c := range b {
-		switch {
-		case c >= 'A' && c <= 'Z':
-			b[i] = c + ('a' - 'A')
-		case c == '_' || c == '.':
-			b[i] = '-'
-		}
+		b[i] = foldByte(c)
 	}
 	return string(b)
+}
+
+// foldsTo reports whether name folds to the same form as want, without
+// allocating.
+func foldsTo(name, want string) bool {
+	if len(name) != len(want) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if foldByte(name[i]) != foldByte(want[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func foldByte(c byte) byte {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return c + ('a' - 'A')
+	case c == '_' || c == '.':
+		return '-'
+	}
+	return c
 }
 
 // matches reports whether name folds to a protected header.
