@@ -48,9 +48,29 @@ func newHeaderFilter(extra []string) *headerFilter {
 	for _, n := range methodOverrideHeaders {
 		add(n)
 	}
+	for _, n := range routingHeaders {
+		add(n)
+	}
 	// Never forwarded: it only serves an h2c upgrade (THREATS.md §I 76).
 	add("Http2-Settings")
 	return f
+}
+
+// routingHeaders are request headers that frameworks and proxies route,
+// rewrite or trust addresses on: Symfony and IIS serve X-Original-URL
+// instead of the path (CVE-2018-14773), apps build URLs from
+// X-Forwarded-Prefix and exempt "internal" X-Real-IPs. A client's copy
+// could make the app run another request than the one decided here (threat
+// model case 84), so none is forwarded, in any spelling. X-Forwarded-For,
+// -Host and -Proto are listed so that odd spellings go too; rewrite sets
+// the real ones afterwards.
+var routingHeaders = []string{
+	"X-Original-Url", "X-Rewrite-Url", "X-Original-Uri", "X-Original-Method",
+	"X-Forwarded-Prefix", "X-Forwarded-Uri", "X-Forwarded-Method",
+	"X-Forwarded-Port", "X-Forwarded-Server", "X-Forwarded-Ssl",
+	"X-Forwarded-Scheme", "X-Url-Scheme", "Front-End-Https",
+	"X-Real-Ip", "True-Client-Ip", "X-Client-Ip", "X-Cluster-Client-Ip",
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
 }
 
 // foldHeader maps a header name to the form backends may reduce it to.

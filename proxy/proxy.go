@@ -39,7 +39,7 @@ type Config struct {
 	PublicURL *url.URL // origin browsers use; the callback lives under it
 
 	IdentityHeaders []string       // extra header names clients may never send upstream
-	TrustedProxies  []netip.Prefix // whose X-Forwarded-* describe a request (forward-auth)
+	TrustedProxies  []netip.Prefix // whose X-Forwarded-* describe a request (forward-auth), whose X-Forwarded-For chain is kept (proxy)
 
 	Transport http.RoundTripper // optional; defaults to NewTransport()
 	Logger    *slog.Logger      // optional; defaults to slog.Default()
@@ -365,17 +365,24 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, t target, f *p
 
 // rewrite runs after ReverseProxy has removed hop-by-hop headers from the
 // outbound copy. That removal honours the client's Connection header, so a
-// client could name an identity header there to delete the gateway's value;
-// the identity headers are therefore stripped and set again here, from the
-// inbound request where forward put them.
+// client could name a header there to delete the gateway's value; every
+// header the gateway owns is therefore stripped and set again here, after
+// the removal: the identity headers from the inbound request, where forward
+// put them, and X-Forwarded-For, -Host and -Proto from the connection.
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(h.upstream)
-	pr.SetXForwarded()
 	h.filter.strip(pr.Out.Header)
 	stripOwnCookies(pr.Out.Header, h.sessions.CookieName())
 	for _, name := range IdentityHeaders {
 		pr.Out.Header[name] = pr.In.Header[name]
 	}
+	// An ingress in trusted_proxies keeps its X-Forwarded-For chain, so an
+	// app behind it still sees the client's address; anyone else's is
+	// replaced by the peer's address alone.
+	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 && h.trustedPeer(pr.In.RemoteAddr) {
+		pr.Out.Header["X-Forwarded-For"] = prior
+	}
+	pr.SetXForwarded()
 }
 
 func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
