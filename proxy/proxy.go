@@ -344,17 +344,18 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, t target, f *p
 		fail(w, r, http.StatusBadGateway, "bad_gateway", "No upstream is configured.")
 		return
 	}
-	// Forward exactly what was matched (DESIGN.md §1). Path is the decoded
-	// form Go needs; RawPath keeps the canonical escaping on the wire.
-	if strings.IndexByte(t.Path, '%') < 0 {
-		r.URL.Path, r.URL.RawPath = t.Path, ""
-	} else {
+	// Forward exactly what was matched: Path is the decoded form Go needs,
+	// RawPath the canonical bytes for the wire. Left empty, RawPath would
+	// let net/url escape the path its own way, which turns the sub-delims
+	// ! ' ( ) * into %21 %27 %28 %29 %2A.
+	r.URL.Path, r.URL.RawPath = t.Path, t.Path
+	if strings.IndexByte(t.Path, '%') >= 0 {
 		p, err := url.PathUnescape(t.Path)
 		if err != nil {
 			fail(w, r, http.StatusBadRequest, "bad_request", "The request could not be understood.")
 			return
 		}
-		r.URL.Path, r.URL.RawPath = p, t.Path
+		r.URL.Path = p
 	}
 	// The values go on the inbound request, replacing any client copy under
 	// the canonical names; rewrite strips every other spelling from the
@@ -371,6 +372,10 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, t target, f *p
 // put them, and X-Forwarded-For, -Host and -Proto from the connection.
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(h.upstream)
+	// ReverseProxy rewrites a query net/url cannot parse (a ";" separator,
+	// a bad escape), dropping pairs. The decision read every pair however a
+	// backend splits it, so the app gets the query exactly as it came.
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 	h.filter.strip(pr.Out.Header)
 	stripOwnCookies(pr.Out.Header, h.sessions.CookieName())
 	for _, name := range IdentityHeaders {

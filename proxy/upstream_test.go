@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/stepgate/stepgate/policy"
 )
 
 // Threat model case 84: headers some frameworks and proxies route or
@@ -102,6 +104,50 @@ func TestForwardedForChain(t *testing.T) {
 				if name != "X-Forwarded-For" && foldHeader(name) == "x-forwarded-for" {
 					t.Errorf("upstream got %s: %q", name, vals)
 				}
+			}
+		})
+	}
+}
+
+// The upstream receives the canonical path byte for byte, and the query
+// exactly as the client sent it: what was decided is what the app runs.
+func TestUpstreamReceivesCanonicalTarget(t *testing.T) {
+	f := newFixture(t)
+	for _, target := range []string{
+		"/public/a!b'c(d)e*f",
+		"/public/$&+,=:@",
+		"/public/%41%62c",
+		"/public/%21%27%28%29%2A%2a",
+		"/public/a!%21*%2A",
+		"/public/%7e%2D%5f%2e",
+		"/public/{x}[y]|^",
+		"/public/./x/../y//z/",
+		"/public/a%20b",
+		"/public/a%2Fb",
+		"/public/x?a=1;b=2&c=%zz&d=%2F+e",
+		"/public/x?",
+		"/public/x?q=%5Fmethod&r=!'()*",
+		"/public/a!b?_method=GET",
+	} {
+		t.Run(target, func(t *testing.T) {
+			path, query, hasQuery := strings.Cut(target, "?")
+			want, err := policy.CanonicalPath(path, policy.PathOptions{})
+			before := f.upstreamCount()
+			code, body := f.raw("GET " + target + " HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+			if err != nil {
+				if code != 400 || f.upstreamCount() != before {
+					t.Errorf("status %d, upstream reached %v; want 400 for a path policy refuses (%v)", code, f.upstreamCount() != before, err)
+				}
+				return
+			}
+			if code != 200 || f.upstreamCount() == before {
+				t.Fatalf("status %d (%q); want 200 from the upstream", code, body)
+			}
+			if hasQuery {
+				want += "?" + query
+			}
+			if got := f.lastUpstream().RequestURI; got != want {
+				t.Errorf("upstream request-target %q; want %q", got, want)
 			}
 		})
 	}
