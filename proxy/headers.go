@@ -48,23 +48,62 @@ func newHeaderFilter(extra []string) *headerFilter {
 	for _, n := range methodOverrideHeaders {
 		add(n)
 	}
+	for _, n := range routingHeaders {
+		add(n)
+	}
 	// Never forwarded: it only serves an h2c upgrade (THREATS.md §I 76).
 	add("Http2-Settings")
 	return f
+}
+
+// routingHeaders are request headers that frameworks and proxies route,
+// rewrite or trust addresses on: Symfony and IIS serve X-Original-URL
+// instead of the path (CVE-2018-14773), apps build URLs from
+// X-Forwarded-Prefix and exempt "internal" X-Real-IPs. A client's copy
+// could make the app run another request than the one decided here (threat
+// model case 84), so none is forwarded, in any spelling. X-Forwarded-For,
+// -Host and -Proto are listed so that odd spellings go too; rewrite sets
+// the real ones afterwards.
+var routingHeaders = []string{
+	"X-Original-Url", "X-Rewrite-Url", "X-Original-Uri", "X-Original-Method",
+	"X-Forwarded-Prefix", "X-Forwarded-Uri", "X-Forwarded-Method",
+	"X-Forwarded-Port", "X-Forwarded-Server", "X-Forwarded-Ssl",
+	"X-Forwarded-Scheme", "X-Url-Scheme", "Front-End-Https",
+	"X-Real-Ip", "True-Client-Ip", "X-Client-Ip", "X-Cluster-Client-Ip",
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
 }
 
 // foldHeader maps a header name to the form backends may reduce it to.
 func foldHeader(name string) string {
 	b := []byte(name)
 	for i, c := range b {
-		switch {
-		case c >= 'A' && c <= 'Z':
-			b[i] = c + ('a' - 'A')
-		case c == '_' || c == '.':
-			b[i] = '-'
-		}
+		b[i] = foldByte(c)
 	}
 	return string(b)
+}
+
+// foldsTo reports whether name folds to the same form as want, without
+// allocating.
+func foldsTo(name, want string) bool {
+	if len(name) != len(want) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if foldByte(name[i]) != foldByte(want[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func foldByte(c byte) byte {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return c + ('a' - 'A')
+	case c == '_' || c == '.':
+		return '-'
+	}
+	return c
 }
 
 // matches reports whether name folds to a protected header.

@@ -39,7 +39,7 @@ type Config struct {
 	PublicURL *url.URL // origin browsers use; the callback lives under it
 
 	IdentityHeaders []string       // extra header names clients may never send upstream
-	TrustedProxies  []netip.Prefix // whose X-Forwarded-* describe a request (forward-auth)
+	TrustedProxies  []netip.Prefix // whose X-Forwarded-* describe a request (forward-auth), whose X-Forwarded-For chain is kept (proxy)
 
 	Transport http.RoundTripper // optional; defaults to NewTransport()
 	Logger    *slog.Logger      // optional; defaults to slog.Default()
@@ -344,17 +344,18 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, t target, f *p
 		fail(w, r, http.StatusBadGateway, "bad_gateway", "No upstream is configured.")
 		return
 	}
-	// Forward exactly what was matched (DESIGN.md §1). Path is the decoded
-	// form Go needs; RawPath keeps the canonical escaping on the wire.
-	if strings.IndexByte(t.Path, '%') < 0 {
-		r.URL.Path, r.URL.RawPath = t.Path, ""
-	} else {
+	// Forward exactly what was matched: Path is the decoded form Go needs,
+	// RawPath the canonical bytes for the wire. Left empty, RawPath would
+	// let net/url escape the path its own way, which turns the sub-delims
+	// ! ' ( ) * into %21 %27 %28 %29 %2A.
+	r.URL.Path, r.URL.RawPath = t.Path, t.Path
+	if strings.IndexByte(t.Path, '%') >= 0 {
 		p, err := url.PathUnescape(t.Path)
 		if err != nil {
 			fail(w, r, http.StatusBadRequest, "bad_request", "The request could not be understood.")
 			return
 		}
-		r.URL.Path, r.URL.RawPath = p, t.Path
+		r.URL.Path = p
 	}
 	// The values go on the inbound request, replacing any client copy under
 	// the canonical names; rewrite strips every other spelling from the
@@ -365,17 +366,28 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, t target, f *p
 
 // rewrite runs after ReverseProxy has removed hop-by-hop headers from the
 // outbound copy. That removal honours the client's Connection header, so a
-// client could name an identity header there to delete the gateway's value;
-// the identity headers are therefore stripped and set again here, from the
-// inbound request where forward put them.
+// client could name a header there to delete the gateway's value; every
+// header the gateway owns is therefore stripped and set again here, after
+// the removal: the identity headers from the inbound request, where forward
+// put them, and X-Forwarded-For, -Host and -Proto from the connection.
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(h.upstream)
-	pr.SetXForwarded()
+	// ReverseProxy rewrites a query net/url cannot parse (a ";" separator,
+	// a bad escape), dropping pairs. The decision read every pair however a
+	// backend splits it, so the app gets the query exactly as it came.
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 	h.filter.strip(pr.Out.Header)
 	stripOwnCookies(pr.Out.Header, h.sessions.CookieName())
 	for _, name := range IdentityHeaders {
 		pr.Out.Header[name] = pr.In.Header[name]
 	}
+	// An ingress in trusted_proxies keeps its X-Forwarded-For chain, so an
+	// app behind it still sees the client's address; anyone else's is
+	// replaced by the peer's address alone.
+	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 && h.trustedPeer(pr.In.RemoteAddr) {
+		pr.Out.Header["X-Forwarded-For"] = prior
+	}
+	pr.SetXForwarded()
 }
 
 func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {

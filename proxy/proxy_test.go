@@ -24,7 +24,8 @@ var mfa = &policy.Level{
 }
 
 // fixture is a Handler in front of a recording upstream, without an IdP:
-// these tests are about what is forwarded and what is refused.
+// these tests are about what is forwarded and what is refused. Each opt may
+// adjust the Handler's Config before it is built.
 type fixture struct {
 	t     *testing.T
 	h     *Handler
@@ -34,7 +35,7 @@ type fixture struct {
 	store *session.Store
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, opts ...func(*Config)) *fixture {
 	t.Helper()
 	f := &fixture{t: t}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -61,11 +62,15 @@ func newFixture(t *testing.T) *fixture {
 	}
 	upURL, _ := url.Parse(up.URL)
 	pub, _ := url.Parse("http://gateway.test")
-	f.h, err = New(Config{
+	cfg := Config{
 		Table: table, Levels: []*policy.Level{mfa}, Sessions: f.store,
 		Upstream: upURL, PublicURL: pub, IdentityHeaders: []string{"Remote-User"},
 		Logger: discardLogger(),
-	})
+	}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	f.h, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/stepgate/stepgate/policy"
@@ -46,25 +47,112 @@ func (h *Handler) canonical(r *http.Request) (target, error) {
 }
 
 // claimedMethods lists the methods a request claims besides its own
-// (THREATS.md §E 37, 38): override headers and a _method query parameter,
-// which Rails, Laravel and Spring honour. The request is decided as the
-// strictest of all of them. The proxy also strips the headers before
-// forwarding; in forward-auth mode the app receives them, so deciding on the
-// strictest is the only defence there. A _method field inside a form body is
-// not seen, which is why sensitive rules should not list methods.
+// (threat model cases 37, 38, 82, 83): override headers, in any spelling a
+// backend folds into the same name, and a _method query parameter, which
+// Rails, Laravel, Symfony and Spring honour. The request is decided as the
+// strictest of all of them, so every copy counts. The proxy also strips the
+// headers before forwarding; in forward-auth mode the app receives them, so
+// deciding on the strictest is the only defence there. A _method field
+// inside a form body is not seen, which is why sensitive rules should not
+// list methods.
+//
+// A claim that cannot be read is listed as "?", which is no method: the
+// request is then denied rather than guessed about.
 func claimedMethods(hdr http.Header, rawQuery string) []string {
 	var ms []string
-	for _, name := range methodOverrideHeaders {
-		ms = append(ms, hdr.Values(name)...)
-	}
-	if strings.Contains(rawQuery, "_method") {
-		if q, err := url.ParseQuery(rawQuery); err == nil {
-			ms = append(ms, q["_method"]...)
-		} else {
-			ms = append(ms, "?") // an unparseable query may hide one: fail closed
+	for name, vals := range hdr {
+		if isMethodOverride(name) {
+			ms = append(ms, vals...)
 		}
+	}
+	if len(ms) > 1 {
+		// Map order is random; which of two equally strict claims is
+		// decided on, and logged, must not be.
+		slices.Sort(ms)
+	}
+	// A key that reads as _method needs a "_", or a "." (PHP reads it as
+	// "_"), or an escape of either; most queries have none of these and
+	// cost nothing more.
+	if strings.ContainsAny(rawQuery, "_.%") {
+		ms = queryMethods(ms, rawQuery)
 	}
 	return ms
 }
 
 var methodOverrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+// isMethodOverride reports whether a header name folds to one of the
+// method-override headers, without allocating: it runs on every header of
+// every request.
+func isMethodOverride(name string) bool {
+	for _, h := range methodOverrideHeaders {
+		if foldsTo(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// queryMethods appends the value of every query parameter whose key a
+// framework could read as _method. Pairs are split at "&" and, because
+// older Rack and Python split there too, also at ";"; a pair read both ways
+// counts both ways.
+func queryMethods(ms []string, rawQuery string) []string {
+	for seg := range strings.SplitSeq(rawQuery, "&") {
+		ms = pairMethod(ms, seg)
+		if strings.IndexByte(seg, ';') >= 0 {
+			for part := range strings.SplitSeq(seg, ";") {
+				ms = pairMethod(ms, part)
+			}
+		}
+	}
+	return ms
+}
+
+// pairMethod appends the decoded value of one key=value pair if its key
+// reads as _method. A malformed escape in the key, or in the value of such
+// a key, appends "?": decoders disagree on what it means (ASP.NET reads
+// %u005F as "_"), so it may hide an override.
+func pairMethod(ms []string, pair string) []string {
+	key, val, _ := strings.Cut(pair, "=")
+	if strings.ContainsAny(key, "%+") {
+		k, err := url.QueryUnescape(key)
+		if err != nil {
+			return append(ms, "?")
+		}
+		if strings.IndexByte(k, '%') >= 0 {
+			// Some stacks decode twice, and read %255F as "_" too.
+			if k2, err := url.QueryUnescape(k); err == nil && isMethodKey(k2) {
+				k = k2
+			}
+		}
+		key = k
+	}
+	if !isMethodKey(key) {
+		return ms
+	}
+	v, err := url.QueryUnescape(val)
+	if err != nil {
+		return append(ms, "?")
+	}
+	return append(ms, v)
+}
+
+// isMethodKey reports whether a decoded query key is _method to some
+// framework: in any case, and after PHP's mangling of parameter names, which
+// drops leading spaces, ends the name at a NUL or at "[" (_method[] is an
+// array named _method) and reads "." and " " as "_".
+func isMethodKey(key string) bool {
+	const want = "_method"
+	key = strings.TrimLeft(key, " ")
+	if i := strings.IndexAny(key, "\x00["); i >= 0 {
+		key = key[:i]
+	}
+	if len(key) != len(want) {
+		return false
+	}
+	if c := key[0]; c != '_' && c != '.' {
+		return false
+	}
+	return strings.EqualFold(key[1:], want[1:])
+}
