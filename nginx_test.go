@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stepgate/stepgate/devidp"
 )
 
 // nginxConfig is stepgate's configuration behind nginx: the harness's
@@ -150,6 +152,14 @@ http {
 // the Location header.
 func (ng *nginxGateway) raw(t *testing.T, req string) (int, string) {
 	t.Helper()
+	resp, _ := ng.rawResponse(t, req)
+	return resp.StatusCode, resp.Header.Get("Location")
+}
+
+// rawResponse sends one request to nginx byte for byte and returns the
+// response and its body.
+func (ng *nginxGateway) rawResponse(t *testing.T, req string) (*http.Response, string) {
+	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(ng.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -159,13 +169,18 @@ func (ng *nginxGateway) raw(t *testing.T, req string) (int, string) {
 	if _, err := io.WriteString(conn, req); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	// The method tells ReadResponse whether a body follows (none for HEAD).
+	method, _, _ := strings.Cut(req, " ")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
 	if err != nil {
 		t.Fatalf("reading response to %q: %v", req, err)
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, resp.Header.Get("Location")
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the body of the response to %q: %v", req, err)
+	}
+	return resp, string(b)
 }
 
 func TestNginxLoginAndStepUp(t *testing.T) {
@@ -303,6 +318,221 @@ func TestNginxForwardAuthThreats(t *testing.T) {
 			t.Errorf("GET %s through nginx: 200; want the auth endpoint unreachable for clients", target)
 		}
 	}
+}
+
+// bypassCorpus is the path tricks of threat model section A aimed at a
+// sensitive route, crossed with the method and header tricks of sections C
+// to E: 27 targets, 9 shapes, 243 requests. Whatever nginx or the app make
+// of each target, it names /admin/transfer or /api/transfers.
+var bypassCorpus = struct {
+	targets []string
+	shapes  []struct{ name, method, extra string }
+}{
+	targets: []string{
+		"/admin/transfer",
+		"/api/transfers/1?_method=DELETE",
+		"/healthz/../admin/transfer",
+		"/healthz/./../admin/transfer",
+		"/healthz/%2e%2e/admin/transfer",
+		"/healthz/%2E./admin/transfer",
+		"/%61dmin/transf%65r",
+		"/healthz/%252e%252e/admin/transfer",
+		"/admin%2Ftransfer",
+		"/healthz%2F..%2Fadmin%2Ftransfer",
+		"/healthz/..\\admin\\transfer",
+		"/admin%5Ctransfer",
+		"//admin/transfer",
+		"/admin//transfer",
+		"/admin/./transfer",
+		"/admin/transfer/.",
+		"/admin;jsessionid=x/transfer",
+		"/healthz/..;/admin/transfer",
+		"/admin/transfer%00.png",
+		"/%c0%ae%c0%ae/admin/transfer",
+		"/%EF%BD%81dmin/transfer",
+		"/admin%3F/transfer",
+		"/admin/transfer%0a",
+		"/admin%09/transfer",
+		"/.stepgate/../admin/transfer",
+		"/.stepgate/%2e%2e/api/transfers/1",
+		"/healthz/..%2F..%2Fapi/transfers/1",
+	},
+	shapes: []struct{ name, method, extra string }{
+		{"navigation", "GET", "Accept: text/html\r\n"},
+		{"API POST", "POST", "Accept: application/json\r\n"},
+		{"HEAD", "HEAD", "Accept: text/html\r\n"},
+		{"override header", "GET", "X-HTTP-Method-Override: POST\r\n"},
+		{"spoofed description", "POST",
+			"X-Forwarded-Uri: /healthz\r\nX-Original-URI: /healthz\r\nX-Original-URL: http://other.example/healthz\r\n" +
+				"X-Forwarded-Method: GET\r\nX-Original-Method: GET\r\nX-Forwarded-Host: other.example\r\n"},
+		{"Connection drops the description", "GET", "Connection: close, X-Forwarded-Uri, X-Forwarded-Host, X-Forwarded-Method\r\n"},
+		{"client level", "GET", "X-Stepgate-Level: junk<>\"\r\n"},
+		{"client redirect mode", "GET", "Accept: text/html\r\nX-Stepgate-Mode: redirect\r\n"},
+		{"forged identity", "DELETE",
+			"X-Stepgate-Subject: forged-admin\r\nX-Stepgate-Acr: forged-acr\r\nX-Stepgate-Amr: forged-mfa\r\nX-Stepgate-Signin: forged\r\n"},
+	},
+}
+
+// TestNginxBypassCorpus sends the whole corpus through real nginx running
+// the shipped stepgate.conf, signed in without multi-factor. nginx
+// auth_request turns every auth answer but 2xx, 401 and 403 into a 500, so
+// a 500 here means stepgate answered something nginx cannot pass on. Each
+// request must be refused with a clear status, never 500, and none may
+// reach the app.
+func TestNginxBypassCorpus(t *testing.T) {
+	ng := startNginxGateway(t)
+	cookie := ng.signIn(t, pwdLogin("mallory"))
+	host := strings.TrimPrefix(ng.url, "http://")
+
+	statuses := map[string]int{} // "status reason" -> count, for the log
+	for _, target := range bypassCorpus.targets {
+		for _, sh := range bypassCorpus.shapes {
+			t.Run(sh.name+" "+target, func(t *testing.T) {
+				before := ng.up.count()
+				req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\n%sContent-Length: 0\r\n\r\n",
+					sh.method, target, host, cookie, sh.extra)
+				resp, _ := ng.rawResponse(t, req)
+				status, loc := resp.StatusCode, resp.Header.Get("Location")
+				statuses[fmt.Sprintf("%d %s", status, resp.Header.Get("X-Stepgate-Reason"))]++
+				if n := ng.up.count() - before; n != 0 {
+					t.Errorf("the upstream received %d request(s); want none (status %d)", n, status)
+				}
+				switch {
+				case status == http.StatusInternalServerError:
+					t.Errorf("status 500; want a clear refusal (400, 403, or a sign-in)")
+				case status < 300:
+					t.Errorf("status %d; want a refusal", status)
+				case status == http.StatusFound && !strings.Contains(loc, "level=mfa"):
+					t.Errorf("redirect to %q; want only a multi-factor sign-in", loc)
+				}
+			})
+		}
+	}
+	t.Logf("statuses over %d requests: %v", len(bypassCorpus.targets)*len(bypassCorpus.shapes), statuses)
+	if b, err := os.ReadFile(ng.nginxError); err == nil && strings.Contains(string(b), "auth request unexpected status") {
+		t.Errorf("nginx logged an auth answer it could not use:\n%s", grepLines(string(b), "auth request unexpected status", 5))
+	}
+}
+
+// nginx's answer when stepgate refuses: a 400 page for a request that could
+// be read more than one way, a 403 page for a denial, each with the reason
+// word (never client text) and never cacheable.
+func TestNginxRefusalPages(t *testing.T) {
+	ng := startNginxGateway(t)
+	cookie := ng.signIn(t, pwdLogin("mallory"))
+	host := strings.TrimPrefix(ng.url, "http://")
+	tests := []struct {
+		target string
+		want   int
+		reason string
+		body   string
+	}{
+		{"/healthz/../admin/transfer", 400, "malformed_request", "Bad request"},
+		{"/healthz/%2e%2e/admin/transfer", 400, "malformed_request", "Bad request"},
+		{"/admin%2Ftransfer", 400, "malformed_request", "Bad request"},
+		{"//admin/transfer", 400, "malformed_request", "Bad request"},
+		{"/%61dmin/transfer", 400, "malformed_request", "Bad request"},
+		{"/blocked/x", 403, "", "Forbidden"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.target, func(t *testing.T) {
+			before := ng.up.count()
+			resp, body := ng.rawResponse(t, fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nAccept: text/html\r\n\r\n", tc.target, host, cookie))
+			if resp.StatusCode != tc.want {
+				t.Errorf("status %d; want %d", resp.StatusCode, tc.want)
+			}
+			if got := resp.Header.Get("X-Stepgate-Reason"); got != tc.reason {
+				t.Errorf("X-Stepgate-Reason %q; want %q", got, tc.reason)
+			}
+			if !strings.Contains(body, tc.body) || strings.Contains(body, strings.Trim(tc.target, "/")) {
+				t.Errorf("body %q; want nginx's short %q page, without the request's path", body, tc.body)
+			}
+			if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+				t.Errorf("Cache-Control %q; want no-store", cc)
+			}
+			if n := ng.up.count() - before; n != 0 {
+				t.Errorf("the upstream received %d request(s); want none", n)
+			}
+		})
+	}
+}
+
+// A client's X-Stepgate-* headers never reach stepgate through nginx: not
+// a level (junk would be refused, a real one would make a public page ask
+// for a login), not an answer style (a 302 auth answer is a 500 to nginx),
+// not an identity. Nothing the client sent becomes a 500 or an ERROR line.
+func TestNginxClientStepgateHeaders(t *testing.T) {
+	ng := startNginxGateway(t)
+	cookie := ng.signIn(t, pwdLogin("mallory"))
+	host := strings.TrimPrefix(ng.url, "http://")
+	const marker = "zq7marker"
+	tests := []struct {
+		name, target, extra string
+		want                int
+		wantLoc             string // a substring of Location, for 302
+	}{
+		{"junk level on a public page", "/healthz", "X-Stepgate-Level: <" + marker + ">\r\n", 200, ""},
+		{"junk level on a plain page", "/account", "X-Stepgate-Level: " + marker + "\r\n", 200, ""},
+		{"junk level on a sensitive page", "/admin/transfer", "Accept: text/html\r\nX-Stepgate-Level: " + marker + "\r\n", 302, "level=mfa"},
+		{"level-like junk, twice", "/account", "X-Stepgate-Level: mfa_" + marker + "\r\nX-Stepgate-Level: x" + marker + "\r\n", 200, ""},
+		{"a real level cannot be forced either", "/healthz", "X-Stepgate-Level: mfa\r\n", 200, ""},
+		{"redirect mode", "/admin/transfer", "Accept: text/html\r\nX-Stepgate-Mode: redirect\r\n", 302, "level=mfa"},
+		{"forged reason", "/admin/transfer", "Accept: text/html\r\nX-Stepgate-Reason: " + marker + "\r\n", 302, "level=mfa"},
+		{"forged sign-in URL", "/admin/transfer", "Accept: text/html\r\nX-Stepgate-Signin: http://" + marker + ".example/\r\n", 302, "level=mfa"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\n%s\r\n", tc.target, host, cookie, tc.extra)
+			status, loc := ng.raw(t, req)
+			if status != tc.want {
+				t.Errorf("status %d; want %d", status, tc.want)
+			}
+			if tc.want == http.StatusFound && (!strings.Contains(loc, tc.wantLoc) || strings.Contains(loc, marker)) {
+				t.Errorf("Location %q; want the gateway's sign-in URL with %s", loc, tc.wantLoc)
+			}
+		})
+	}
+	logs := ng.logs.String()
+	if strings.Contains(logs, `"level":"ERROR"`) {
+		t.Errorf("stepgate logged an ERROR line:\n%s", grepLines(logs, `"level":"ERROR"`, 5))
+	}
+	if strings.Contains(logs, marker) {
+		t.Errorf("a client's X-Stepgate-* value reached stepgate's log:\n%s", grepLines(logs, marker, 5))
+	}
+	if b, err := os.ReadFile(ng.nginxError); err == nil && strings.Contains(string(b), "[error]") {
+		t.Errorf("nginx logged an error:\n%s", grepLines(string(b), "[error]", 5))
+	}
+}
+
+// signIn logs a browser in through nginx with the given identity and
+// returns its cookies as a Cookie header value.
+func (ng *nginxGateway) signIn(t *testing.T, l devidp.Login) string {
+	t.Helper()
+	ng.script(l)
+	b := ng.browser()
+	resp, _ := b.browse(ng.url+"/account", nil)
+	if body(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("login: status %d; want 200", resp.StatusCode)
+	}
+	var cookie string
+	for _, c := range b.jar.Cookies(mustURL(t, ng.url)) {
+		cookie += c.Name + "=" + c.Value + "; "
+	}
+	if cookie == "" {
+		t.Fatal("no session cookie after login")
+	}
+	return cookie
+}
+
+// grepLines returns up to n lines of text that contain s.
+func grepLines(text, s string, n int) string {
+	var out []string
+	for line := range strings.Lines(text) {
+		if strings.Contains(line, s) && len(out) < n {
+			out = append(out, strings.TrimRight(line, "\n"))
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func mustURL(t *testing.T, s string) *url.URL {

@@ -1,17 +1,18 @@
 package proxy
 
 import (
+	"errors"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/stepgate/stepgate/policy"
 )
 
-// Forward-auth (DESIGN.md §6, THREATS.md §C 26–31): an ingress asks
-// /.stepgate/auth whether to let a request through and describes that
-// request in headers. Two shapes are understood:
+// Forward-auth: an ingress asks /.stepgate/auth whether to let a request
+// through and describes that request in headers. Two shapes are understood:
 //
 //   - headers (nginx auth_request, ingress-nginx, Traefik ForwardAuth,
 //     Caddy forward_auth): the auth request is for /.stepgate/auth itself
@@ -24,18 +25,22 @@ import (
 //
 // Either way the description is believed only from a peer in
 // trusted_proxies, and is never completed with defaults: what is missing,
-// repeated, contradictory or unparseable is a 400, never a decision about
+// repeated, contradictory or unparseable is refused, never a decision about
 // some other request such as "/".
 //
 // Answers: 200 with every identity header (empty when unknown) to allow;
 // 401 with X-Stepgate-Signin (the absolute sign-in URL carrying the level)
 // when a login or step-up is needed; 403 to deny. nginx auth_request
-// understands only 2xx, 401 and 403. With ?mode=redirect or the header
+// understands only 2xx, 401 and 403 and turns anything else into a 500, so
+// a description that cannot be decided is a 403 too, with X-Stepgate-Reason
+// saying which of a few fixed words applies (an nginx error_page can turn
+// malformed_request into a 400). With ?mode=redirect or the header
 // X-Stepgate-Mode: redirect (Traefik, Caddy and Envoy pass the auth
 // answer to the client) a browser navigation gets a 302 to the sign-in URL
 // instead. ?level=NAME or X-Stepgate-Level: NAME adds a level that must be
 // satisfied besides what the route table requires: it only ever makes the
-// requirement stricter, so it is safe even when a client can send it.
+// requirement stricter, so it is safe even when a client can send it. A
+// name routes.yaml does not define is a 400.
 const (
 	authPath = reservedPrefix + "auth"
 
@@ -45,10 +50,27 @@ const (
 	HeaderAuthMode = "X-Stepgate-Mode"
 	// HeaderAuthLevel names a level to require on top of the route's.
 	HeaderAuthLevel = "X-Stepgate-Level"
+	// HeaderReason says, in one of the Reason words, why an auth request
+	// was refused.
+	HeaderReason = "X-Stepgate-Reason"
+)
+
+// The words HeaderReason carries. They are fixed so that an ingress can
+// branch on them and so that nothing a client sent is ever repeated back.
+const (
+	// ReasonAmbiguous: the description of the original request is missing,
+	// repeated or contradictory.
+	ReasonAmbiguous = "ambiguous_request"
+	// ReasonMalformed: the described request-target, method or host cannot
+	// be read one way only.
+	ReasonMalformed = "malformed_request"
+	// ReasonUnknownLevel: the auth request names a level the configuration
+	// does not define.
+	ReasonUnknownLevel = "unknown_level"
 )
 
 // The request headers that describe the original request. A client must
-// never be able to remove one on its way here (THREATS.md §C 28).
+// never be able to remove one on its way here (threat model case 28).
 var forwardAuthInputs = []string{
 	"X-Forwarded-Method", "X-Original-Method",
 	"X-Forwarded-Host",
@@ -92,8 +114,10 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 		o, err = originalFromPrefix(r, h.pathOpt)
 	}
 	if err != nil {
-		ev.reason = "forward-auth: " + rejectReason(err)
-		fail(w, r, http.StatusBadRequest, "bad_request", "The forwarded request could not be understood.")
+		rf := asRefusal(err)
+		ev.reason = "forward-auth: " + rf.reason
+		w.Header().Set(HeaderReason, rf.word)
+		fail(w, r, http.StatusForbidden, rf.word, "The forwarded request could not be decided.")
 		return
 	}
 	ev.path = o.Path
@@ -103,11 +127,15 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 	for _, name := range append(opts["level"], r.Header.Values(HeaderAuthLevel)...) {
 		l := h.levels[name]
 		if l == nil {
-			// The ingress configuration names a level routes.yaml does not
-			// define: an operator error, and never a reason to allow.
-			h.log.Error("forward-auth: unknown level requested", "level", name)
-			ev.reason = "unknown level " + name
-			fail(w, r, http.StatusInternalServerError, "config_error", "The gateway is misconfigured.")
+			// Either the ingress configuration names a level routes.yaml does
+			// not define, or a client got its own X-Stepgate-Level through.
+			// Neither is a reason to allow, and neither is the gateway's
+			// fault: a 400 with a fixed message. The name is the client's
+			// text, so it reaches only the access line, and only if it is
+			// spelled like a level name.
+			ev.reason = "forward-auth: unknown level " + loggableLevel(name)
+			w.Header().Set(HeaderReason, ReasonUnknownLevel)
+			fail(w, r, http.StatusBadRequest, ReasonUnknownLevel, "The auth request names a level the gateway does not define.")
 			return
 		}
 		levels = append(levels, l)
@@ -177,7 +205,48 @@ func redirectMode(q url.Values, hdr http.Header) bool {
 	return false
 }
 
-var errAmbiguous = &policy.Rejection{Reason: "forwarded request headers missing, repeated or contradictory"}
+// loggableLevel returns name quoted if it is spelled like a level name
+// (what routes.yaml accepts: lower-case letters, digits and _, starting with
+// a letter, here at most 32 bytes), so that an operator's typo can be
+// found; anything else a client may have written is not repeated.
+func loggableLevel(name string) string {
+	ok := name != "" && len(name) <= 32 && 'a' <= name[0] && name[0] <= 'z'
+	for i := 0; ok && i < len(name); i++ {
+		c := name[i]
+		ok = 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_'
+	}
+	if !ok {
+		return "(not a level name)"
+	}
+	return strconv.Quote(name)
+}
+
+// refusal is why a description of the original request cannot be decided:
+// word, one of the Reason constants, for the ingress, and reason, fixed
+// text for the access log. Neither holds anything the request said.
+type refusal struct {
+	word   string
+	reason string
+}
+
+func (r *refusal) Error() string { return "forward-auth: " + r.word + ": " + r.reason }
+
+func ambiguous(reason string) error { return &refusal{word: ReasonAmbiguous, reason: reason} }
+
+func malformed(reason string) error { return &refusal{word: ReasonMalformed, reason: reason} }
+
+// asRefusal returns the refusal in err. Every error the description
+// readers return is one; anything else would be a bug here, and is refused
+// as ambiguous rather than decided.
+func asRefusal(err error) *refusal {
+	var rf *refusal
+	if errors.As(err, &rf) {
+		return rf
+	}
+	return &refusal{word: ReasonAmbiguous, reason: "unclassified description error"}
+}
+
+var errAmbiguous = ambiguous("forwarded request headers missing, repeated or contradictory")
 
 // single returns the one value of the first present header among names, and
 // requires every other present one to carry the same value. ok is false
@@ -201,7 +270,7 @@ func single(hdr http.Header, names ...string) (v string, ok bool, err error) {
 // originalFromHeaders reads the original request from an ingress's headers.
 // Every alias that is present must agree: an ingress sets one of them, a
 // client may have added another, and believing either would let the client
-// choose what is decided (THREATS.md §C 26).
+// choose what is decided (threat model case 26).
 func originalFromHeaders(hdr http.Header, opt policy.PathOptions) (original, error) {
 	if err := connectionNames(hdr); err != nil {
 		return original{}, err
@@ -244,7 +313,7 @@ func originalFromPrefix(r *http.Request, opt policy.PathOptions) (original, erro
 	// /.stepgate/auth/): deciding on its path would decide about "/".
 	for _, n := range forwardAuthInputs {
 		if _, ok := r.Header[n]; ok {
-			return original{}, &policy.Rejection{Reason: "path-prefix auth request also carries " + n}
+			return original{}, ambiguous("path-prefix auth request also carries " + n)
 		}
 	}
 	uri := r.RequestURI
@@ -252,7 +321,7 @@ func originalFromPrefix(r *http.Request, opt policy.PathOptions) (original, erro
 	// only the exact spelling is accepted, so that what follows it is
 	// exactly the original request-target.
 	if !strings.HasPrefix(uri, authPath+"/") {
-		return original{}, &policy.Rejection{Reason: "path-prefix auth request not under " + authPath + "/"}
+		return original{}, ambiguous("path-prefix auth request not under " + authPath + "/")
 	}
 	return canonicalOriginal(r.Method, r.Host, uri[len(authPath):], opt)
 }
@@ -262,25 +331,25 @@ func originalFromPrefix(r *http.Request, opt policy.PathOptions) (original, erro
 // accepts the path only if it already is canonical.
 func canonicalOriginal(method, host, uri string, opt policy.PathOptions) (original, error) {
 	if uri == "" || uri[0] != '/' {
-		return original{}, &policy.Rejection{Reason: "forwarded URI is not a path"}
+		return original{}, malformed("forwarded URI is not a path")
 	}
 	for i := 0; i < len(uri); i++ {
 		if c := uri[i]; c < 0x21 || c >= 0x7f || c == '#' {
-			return original{}, &policy.Rejection{Reason: "forwarded URI has a character a request-target cannot"}
+			return original{}, malformed("forwarded URI has a character a request-target cannot")
 		}
 	}
 	path, query, _ := strings.Cut(uri, "?")
 	req, err := policy.Canonical(method, host, path, opt)
 	if err != nil {
-		return original{}, err
+		return original{}, malformed(rejectReason(err))
 	}
 	if req.Path != path {
 		// The ingress forwards the path as the client wrote it, not our
 		// canonical form, so a decision on the canonical form would be about
 		// another request than the one the app receives: "/admin/x/../../public"
 		// is "/public" here but may be routed under /admin by an app that does
-		// not resolve dot segments (THREATS.md §C 29).
-		return original{}, &policy.Rejection{Reason: "forwarded path is not in canonical form"}
+		// not resolve dot segments (threat model case 29).
+		return original{}, malformed("forwarded path is not in canonical form")
 	}
 	return original{target: target{Request: req, Query: query}}, nil
 }
@@ -288,7 +357,7 @@ func canonicalOriginal(method, host, uri string, opt policy.PathOptions) (origin
 // splitAbsoluteURL splits an http(s) URL into its authority and its
 // origin-form rest, without decoding anything.
 func splitAbsoluteURL(s string) (host, uri string, err error) {
-	bad := &policy.Rejection{Reason: "X-Original-URL is not an absolute http(s) URL"}
+	bad := malformed("X-Original-URL is not an absolute http(s) URL")
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok || !(strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https")) {
 		return "", "", bad
@@ -309,15 +378,15 @@ func sameHost(a, b string) bool {
 
 // connectionNames refuses an auth request whose Connection header names
 // one of the describing headers. Such a token was put there to make a
-// proxy on the way drop that header (THREATS.md §C 28); whatever survived
-// may be a mix of the ingress's values and the client's.
+// proxy on the way drop that header (threat model case 28); whatever
+// survived may be a mix of the ingress's values and the client's.
 func connectionNames(hdr http.Header) error {
 	for _, v := range hdr.Values("Connection") {
 		for tok := range strings.SplitSeq(v, ",") {
 			tok = strings.TrimSpace(tok)
 			for _, n := range forwardAuthInputs {
 				if strings.EqualFold(tok, n) {
-					return &policy.Rejection{Reason: "Connection names " + n}
+					return ambiguous("Connection names " + n)
 				}
 			}
 		}

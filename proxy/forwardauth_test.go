@@ -1,6 +1,10 @@
 package proxy
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -19,11 +23,13 @@ import (
 var weak = &policy.Level{Name: "weak", SatisfiedBy: []policy.Alternative{{AMR: []string{"pwd"}}}}
 
 // authFixture is a forward-auth-only Handler (no upstream) that trusts
-// 10.0.0.0/8 as its ingress.
+// 10.0.0.0/8 as its ingress. Its log, JSON from the debug level up, is kept
+// so tests can read what a request made the gateway say.
 type authFixture struct {
 	t     *testing.T
 	h     *Handler
 	store *session.Store
+	logs  bytes.Buffer
 }
 
 const ingressAddr = "10.1.2.3:40000"
@@ -46,15 +52,16 @@ func newAuthFixture(t *testing.T) *authFixture {
 		t.Fatal(err)
 	}
 	pub, _ := url.Parse("https://bank.example")
-	h, err := New(Config{
+	f := &authFixture{t: t, store: store}
+	f.h, err = New(Config{
 		Table: table, Levels: []*policy.Level{mfa, weak}, Sessions: store, PublicURL: pub,
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-		Logger:         discardLogger(),
+		Logger:         slog.New(slog.NewJSONHandler(&f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &authFixture{t: t, h: h, store: store}
+	return f
 }
 
 func (f *authFixture) cookie(facts policy.Facts) string {
@@ -134,10 +141,6 @@ func TestForwardAuthDecides(t *testing.T) {
 		{"_method in the original query", "/.stepgate/auth", orig("GET", "/admin/transfer/1?_method=DELETE"), pwd, "", 401,
 			"https://bank.example/.stepgate/login?level=mfa&rd=%2Fadmin%2Ftransfer%2F1%3F_method%3DDELETE"},
 		{"denied route", "/.stepgate/auth", orig("GET", "/blocked/x"), strong, "", 403, ""},
-		{"dot segments: not what the app receives", "/.stepgate/auth", orig("GET", "/admin/x/../../public/y"), pwd, "", 400, ""},
-		{"encoded dot segments", "/.stepgate/auth", orig("GET", "/admin/x/%2e%2e/%2e%2e/public/y"), pwd, "", 400, ""},
-		{"repeated slashes", "/.stepgate/auth", orig("GET", "/public//y"), pwd, "", 400, ""},
-		{"lower-case escape", "/.stepgate/auth", orig("GET", "/public/%7ey"), pwd, "", 400, ""},
 		{"ingress-nginx aliases", "/.stepgate/auth", map[string]string{
 			"X-Original-Method": "POST", "X-Original-Url": "https://bank.example/admin/transfer/new"}, pwd, "", 401,
 			"https://bank.example/.stepgate/login?level=mfa&rd=%2Fadmin%2Ftransfer%2Fnew"},
@@ -164,9 +167,10 @@ func TestForwardAuthDecides(t *testing.T) {
 		{"envoy shape, public", "/.stepgate/auth/public/a", nil, "", "", 200, ""},
 		{"envoy shape, redirect by header", "/.stepgate/auth/admin/settings", map[string]string{HeaderAuthMode: "redirect"}, "", html, 302,
 			"https://bank.example/.stepgate/login?level=mfa&rd=%2Fadmin%2Fsettings"},
+		// The auth request's own target is canonicalized first, like any
+		// request's, so what cannot be is the proxy's 400. Envoy passes any
+		// status to the client; nginx never asks in this shape.
 		{"envoy shape, encoded slash", "/.stepgate/auth/public%2F..%2Fadmin/transfer", nil, strong, "", 400, ""},
-		{"envoy shape with header-shape headers", "/.stepgate/auth/admin/transfer/x", orig("GET", "/public/x"), "", "", 400, ""},
-		{"envoy shape with only X-Original-URL", "/.stepgate/auth/", map[string]string{"X-Original-Url": "https://bank.example/admin/transfer/x"}, "", "", 400, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -239,56 +243,226 @@ func TestForwardAuthIdentityHeadersAlwaysPresent(t *testing.T) {
 
 // Nothing a client can do to the description of the original request may
 // produce a 200 for a sensitive request, or a decision about another one.
+// A description that cannot be decided is a 403 naming why in one fixed word
+// (nginx auth_request turns anything but 2xx, 401 and 403 into a 500), and
+// the answer carries nothing the request said.
 func TestForwardAuthRefusesBadDescriptions(t *testing.T) {
 	f := newAuthFixture(t)
 	pwd := f.cookie(pwdFacts)
 	good := orig("POST", "/admin/transfer/new")
+	const (
+		ambiguous = ReasonAmbiguous
+		malformed = ReasonMalformed
+	)
 	tests := []struct {
-		name string
-		peer string
-		hdr  map[string]string
-		want int
+		name   string
+		peer   string
+		target string // default authPath
+		hdr    map[string]string
+		reason string // X-Stepgate-Reason; "" for none
 	}{
-		{"untrusted peer spoofing X-Forwarded-Uri", "203.0.113.9:5555", orig("GET", "/public/health"), 403},
-		{"untrusted IPv6 peer", "[2001:db8::1]:5555", orig("GET", "/public/health"), 403},
-		{"unparseable peer", "somewhere", orig("GET", "/public/health"), 403},
-		{"missing X-Forwarded-Uri", ingressAddr, with(good, "X-Forwarded-Uri", ""), 400},
-		{"missing X-Forwarded-Method", ingressAddr, with(good, "X-Forwarded-Method", ""), 400},
-		{"missing X-Forwarded-Host", ingressAddr, with(good, "X-Forwarded-Host", ""), 400},
-		{"empty X-Forwarded-Uri", ingressAddr, with(good, "X-Forwarded-Uri", " "), 400},
-		{"duplicate X-Forwarded-Uri", ingressAddr, with(good, "X-Forwarded-Uri", "/public/x\n/admin/transfer/new"), 400},
-		{"duplicate X-Forwarded-Method", ingressAddr, with(good, "X-Forwarded-Method", "GET\nPOST"), 400},
-		{"client adds X-Original-URI", ingressAddr, with(good, "X-Original-Uri", "/public/health"), 400},
-		{"client adds X-Original-URL", ingressAddr, with(good, "X-Original-Url", "https://bank.example/public/health"), 400},
-		{"client adds X-Original-Method", ingressAddr, with(good, "X-Original-Method", "GET"), 400},
-		{"X-Original-URL for another host", ingressAddr, with(good, "X-Original-Url", "https://evil.example/admin/transfer/new"), 400},
-		{"Connection deletes X-Forwarded-Uri", ingressAddr, with(good, "Connection", "close, X-Forwarded-Uri"), 400},
-		{"Connection deletes, lower case", ingressAddr, with(good, "Connection", "keep-alive, x-forwarded-host"), 400},
-		{"absolute-form URI", ingressAddr, with(good, "X-Forwarded-Uri", "http://bank.example/public/x"), 400},
-		{"asterisk URI", ingressAddr, with(good, "X-Forwarded-Uri", "*"), 400},
-		{"encoded slash", ingressAddr, with(good, "X-Forwarded-Uri", "/public%2F..%2Fadmin/transfer/new"), 400},
-		{"backslash", ingressAddr, with(good, "X-Forwarded-Uri", "/public\\..\\admin/transfer/new"), 400},
-		{"double encoding", ingressAddr, with(good, "X-Forwarded-Uri", "/public/%252e%252e/admin/transfer/new"), 400},
-		{"dot segment hides a sensitive path", ingressAddr, with(good, "X-Forwarded-Uri", "/admin/transfer/x/../../../public/y"), 400},
-		{"dot-dot above root", ingressAddr, with(good, "X-Forwarded-Uri", "/../admin/transfer/new"), 400},
-		{"space in URI", ingressAddr, with(good, "X-Forwarded-Uri", "/public/x /admin/transfer/new"), 400},
-		{"fragment", ingressAddr, with(good, "X-Forwarded-Uri", "/public/x#/admin/transfer/new"), 400},
-		{"non-ASCII", ingressAddr, with(good, "X-Forwarded-Uri", "/ａdmin/transfer/new"), 400},
-		{"lower-case method", ingressAddr, with(good, "X-Forwarded-Method", "post"), 400},
-		{"TRACE", ingressAddr, with(good, "X-Forwarded-Method", "TRACE"), 400},
-		{"bad host", ingressAddr, with(good, "X-Forwarded-Host", "bank.example@evil"), 400},
-		{"X-Original-URL without path", ingressAddr, map[string]string{"X-Original-Method": "POST", "X-Original-Url": "https://bank.example"}, 400},
-		{"X-Original-URL relative", ingressAddr, map[string]string{"X-Original-Method": "POST", "X-Forwarded-Host": "bank.example", "X-Original-Url": "/admin/transfer/new"}, 400},
-		{"unknown level", ingressAddr, with(good, HeaderAuthLevel, "nonexistent"), 500},
+		// An untrusted peer is refused before anything it says is read.
+		{"untrusted peer spoofing X-Forwarded-Uri", "203.0.113.9:5555", "", orig("GET", "/public/health"), ""},
+		{"untrusted IPv6 peer", "[2001:db8::1]:5555", "", orig("GET", "/public/health"), ""},
+		{"unparseable peer", "somewhere", "", orig("GET", "/public/health"), ""},
+
+		{"missing X-Forwarded-Uri", ingressAddr, "", with(good, "X-Forwarded-Uri", ""), ambiguous},
+		{"missing X-Forwarded-Method", ingressAddr, "", with(good, "X-Forwarded-Method", ""), ambiguous},
+		{"missing X-Forwarded-Host", ingressAddr, "", with(good, "X-Forwarded-Host", ""), ambiguous},
+		{"duplicate X-Forwarded-Uri", ingressAddr, "", with(good, "X-Forwarded-Uri", "/public/x\n/admin/transfer/new"), ambiguous},
+		{"duplicate X-Forwarded-Method", ingressAddr, "", with(good, "X-Forwarded-Method", "GET\nPOST"), ambiguous},
+		{"client adds X-Original-URI", ingressAddr, "", with(good, "X-Original-Uri", "/public/health"), ambiguous},
+		{"client adds X-Original-URL", ingressAddr, "", with(good, "X-Original-Url", "https://bank.example/public/health"), ambiguous},
+		{"client adds X-Original-Method", ingressAddr, "", with(good, "X-Original-Method", "GET"), ambiguous},
+		{"X-Original-URL for another host", ingressAddr, "", with(good, "X-Original-Url", "https://evil.example/admin/transfer/new"), ambiguous},
+		{"Connection deletes X-Forwarded-Uri", ingressAddr, "", with(good, "Connection", "close, X-Forwarded-Uri"), ambiguous},
+		{"Connection deletes, lower case", ingressAddr, "", with(good, "Connection", "keep-alive, x-forwarded-host"), ambiguous},
+
+		{"empty X-Forwarded-Uri", ingressAddr, "", with(good, "X-Forwarded-Uri", " "), malformed},
+		{"absolute-form URI", ingressAddr, "", with(good, "X-Forwarded-Uri", "http://bank.example/public/x"), malformed},
+		{"asterisk URI", ingressAddr, "", with(good, "X-Forwarded-Uri", "*"), malformed},
+		{"encoded slash", ingressAddr, "", with(good, "X-Forwarded-Uri", "/public%2F..%2Fadmin/transfer/new"), malformed},
+		{"backslash", ingressAddr, "", with(good, "X-Forwarded-Uri", "/public\\..\\admin/transfer/new"), malformed},
+		{"double encoding", ingressAddr, "", with(good, "X-Forwarded-Uri", "/public/%252e%252e/admin/transfer/new"), malformed},
+		{"dot segment hides a sensitive path", ingressAddr, "", with(good, "X-Forwarded-Uri", "/admin/transfer/x/../../../public/y"), malformed},
+		{"dot segments: not what the app receives", ingressAddr, "", with(good, "X-Forwarded-Uri", "/admin/x/../../public/y"), malformed},
+		{"encoded dot segments", ingressAddr, "", with(good, "X-Forwarded-Uri", "/admin/x/%2e%2e/%2e%2e/public/y"), malformed},
+		{"repeated slashes", ingressAddr, "", with(good, "X-Forwarded-Uri", "/public//y"), malformed},
+		{"lower-case escape", ingressAddr, "", with(good, "X-Forwarded-Uri", "/public/%7ey"), malformed},
+		{"dot-dot above root", ingressAddr, "", with(good, "X-Forwarded-Uri", "/../admin/transfer/new"), malformed},
+		{"space in URI", ingressAddr, "", with(good, "X-Forwarded-Uri", "/public/x /admin/transfer/new"), malformed},
+		{"fragment", ingressAddr, "", with(good, "X-Forwarded-Uri", "/public/x#/admin/transfer/new"), malformed},
+		{"non-ASCII", ingressAddr, "", with(good, "X-Forwarded-Uri", "/ａdmin/transfer/new"), malformed},
+		{"lower-case method", ingressAddr, "", with(good, "X-Forwarded-Method", "post"), malformed},
+		{"TRACE", ingressAddr, "", with(good, "X-Forwarded-Method", "TRACE"), malformed},
+		{"bad host", ingressAddr, "", with(good, "X-Forwarded-Host", "bank.example@evil"), malformed},
+		{"X-Original-URL without path", ingressAddr, "", map[string]string{"X-Original-Method": "POST", "X-Original-Url": "https://bank.example"}, malformed},
+		{"X-Original-URL relative", ingressAddr, "", map[string]string{"X-Original-Method": "POST", "X-Forwarded-Host": "bank.example", "X-Original-Url": "/admin/transfer/new"}, malformed},
+
+		// Envoy's path-prefix shape.
+		{"envoy shape, dot segments", ingressAddr, "/.stepgate/auth/public/../admin/transfer", nil, malformed},
+		{"envoy shape with header-shape headers", ingressAddr, "/.stepgate/auth/admin/transfer/x", orig("GET", "/public/x"), ambiguous},
+		{"envoy shape with only X-Original-URL", ingressAddr, "/.stepgate/auth/", map[string]string{"X-Original-Url": "https://bank.example/admin/transfer/x"}, ambiguous},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp := f.ask(tc.peer, http.MethodGet, authPath, with(tc.hdr, "Cookie", pwd))
-			if resp.StatusCode != tc.want {
-				t.Fatalf("status %d; want %d", resp.StatusCode, tc.want)
+			target := tc.target
+			if target == "" {
+				target = authPath
+			}
+			resp := f.ask(tc.peer, http.MethodGet, target, with(tc.hdr, "Cookie", pwd))
+			if resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("status %d; want 403", resp.StatusCode)
+			}
+			if got := resp.Header.Values(HeaderReason); tc.reason == "" && len(got) != 0 || tc.reason != "" && (len(got) != 1 || got[0] != tc.reason) {
+				t.Errorf("%s %q; want %q", HeaderReason, got, tc.reason)
 			}
 			if resp.Header.Get(HeaderSignin) != "" || resp.Header.Get("Location") != "" {
 				t.Errorf("a refused description still produced a sign-in URL (a decision about some request)")
+			}
+			if resp.Header.Get(HeaderSubject) != "" {
+				t.Errorf("a refusal carries a subject %q", resp.Header.Get(HeaderSubject))
+			}
+			b, _ := io.ReadAll(resp.Body)
+			var body errorBody
+			if err := json.Unmarshal(b, &body); err != nil {
+				t.Fatalf("body %q: %v", b, err)
+			}
+			if want := cmpOr(tc.reason, "forbidden"); body.Error != want {
+				t.Errorf("body error %q; want %q", body.Error, want)
+			}
+			echoes(t, resp, b, tc.hdr)
+		})
+	}
+}
+
+// echoes fails the test if the answer's headers or body repeat any value
+// the request sent in sent (each value may hold several lines).
+func echoes(t *testing.T, resp *http.Response, body []byte, sent map[string]string) {
+	t.Helper()
+	for name, v := range sent {
+		for line := range strings.SplitSeq(v, "\n") {
+			if len(line) < 4 {
+				continue // "GET" and the like occur in any text
+			}
+			if bytes.Contains(body, []byte(line)) {
+				t.Errorf("body repeats the request's %s %q: %s", name, line, body)
+			}
+			for k, vals := range resp.Header {
+				for _, got := range vals {
+					if strings.Contains(got, line) {
+						t.Errorf("answer header %s %q repeats the request's %s", k, got, name)
+					}
+				}
+			}
+		}
+	}
+}
+
+// The 401 and 403 decisions name only what the gateway knows: the level,
+// the public sign-in URL and the return path, never the client's host,
+// headers or, on a denial, its path.
+func TestForwardAuthDecisionsEchoNothing(t *testing.T) {
+	f := newAuthFixture(t)
+	pwd := f.cookie(pwdFacts)
+	const marker = "zq7marker"
+	tests := []struct {
+		name string
+		hdr  map[string]string
+		want int
+		html bool
+	}{
+		{"login, odd host", with(orig("GET", "/account"), "X-Forwarded-Host", marker+".example"), 401, false},
+		{"step-up, odd host and mode", with(orig("POST", "/admin/transfer/new"), "X-Forwarded-Host", marker+".example", HeaderAuthMode, marker, "Cookie", pwd), 401, false},
+		{"unknown override method", with(orig("GET", "/admin/transfer/1"), "X-HTTP-Method-Override", "POST"+marker, "Cookie", pwd), 403, false},
+		{"denied path, JSON", with(orig("GET", "/blocked/"+marker), "Cookie", pwd), 403, false},
+		{"denied path, page", with(orig("GET", "/blocked/"+marker), "Cookie", pwd), 403, true},
+		{"denied, odd host, page", with(orig("GET", "/blocked/x"), "X-Forwarded-Host", marker+".example", "Cookie", pwd), 403, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			hdr := tc.hdr
+			if tc.html {
+				hdr = with(hdr, "Accept", "text/html")
+			}
+			resp := f.ask(ingressAddr, http.MethodGet, authPath, hdr)
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d; want %d", resp.StatusCode, tc.want)
+			}
+			echoes(t, resp, b, map[string]string{"marker": marker})
+		})
+	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// An unknown level name on the auth request is a 400 with a fixed message:
+// never a 500, never the name echoed to the client, and never the name in an
+// ERROR line. A client behind an ingress that passes its headers on can send
+// X-Stepgate-Level with anything in it. Only a bounded name spelled like a
+// level, which is what an operator's typo in the ingress looks like, may
+// appear in the access line.
+func TestForwardAuthUnknownLevel(t *testing.T) {
+	f := newAuthFixture(t)
+	good := orig("POST", "/admin/transfer/new")
+	const marker = "zq7marker"
+	tests := []struct {
+		name, target string
+		hdr          map[string]string
+		logged       string // the only form of the name the log may hold; "" for none
+	}{
+		{"level header, junk", authPath, with(good, HeaderAuthLevel, "<script>"+marker+"</script>"), ""},
+		{"level header, long", authPath, with(good, HeaderAuthLevel, strings.Repeat(marker, 100)), ""},
+		{"level header, control characters", authPath, with(good, HeaderAuthLevel, marker+"\x1b[31m"), ""},
+		{"level header, upper case", authPath, with(good, HeaderAuthLevel, "MFA"+marker), ""},
+		{"level header, spelled like a level", authPath, with(good, HeaderAuthLevel, "mfa_"+marker), "mfa_" + marker},
+		{"level query, a typo", authPath + "?level=mfa2", good, "mfa2"},
+		{"level query, escaped junk", authPath + "?level=%0a" + marker + "%22", good, ""},
+		{"one good and one unknown", authPath + "?level=mfa&level=" + marker + "-x", good, ""},
+		{"envoy shape", "/.stepgate/auth/admin/transfer/new", map[string]string{HeaderAuthLevel: marker + " x"}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f.logs.Reset()
+			resp := f.ask(ingressAddr, http.MethodGet, tc.target, tc.hdr)
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("status %d; want 400", resp.StatusCode)
+			}
+			if got := resp.Header.Get(HeaderReason); got != ReasonUnknownLevel {
+				t.Errorf("%s %q; want %q", HeaderReason, got, ReasonUnknownLevel)
+			}
+			var body errorBody
+			if err := json.Unmarshal(b, &body); err != nil || body.Error != ReasonUnknownLevel || body.Message == "" {
+				t.Errorf("body %s; want a JSON error %q with a fixed message", b, ReasonUnknownLevel)
+			}
+			for k, vals := range resp.Header {
+				for _, v := range vals {
+					if strings.Contains(v, marker) {
+						t.Errorf("answer header %s echoes the level name: %q", k, v)
+					}
+				}
+			}
+			if bytes.Contains(b, []byte(marker)) {
+				t.Errorf("answer body echoes the level name: %s", b)
+			}
+			logs := f.logs.String()
+			// Read as text: a record with its own "level" attribute decodes
+			// to that attribute's value, hiding slog's level.
+			if strings.Contains(logs, `"level":"ERROR"`) {
+				t.Errorf("an unknown level name produced an ERROR line:\n%s", logs)
+			}
+			if rest := strings.ReplaceAll(logs, tc.logged, ""); tc.logged == "" && strings.Contains(logs, marker) || strings.Contains(rest, marker) {
+				t.Errorf("log holds the client's level name beyond %q:\n%s", tc.logged, logs)
+			}
+			if tc.logged != "" && !strings.Contains(logs, tc.logged) {
+				t.Errorf("log does not name the unknown level %q, which an operator needs to find the typo:\n%s", tc.logged, logs)
 			}
 		})
 	}
