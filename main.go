@@ -187,6 +187,8 @@ func newGateway(cfg *config.Config, logger *slog.Logger, now func() time.Time) (
 		Secrets:  cfg.Session.Secrets,
 		Lifetime: cfg.Session.Lifetime,
 		Secure:   cfg.PublicURL.Scheme == "https",
+		Issuer:   cfg.OIDC.Issuer,
+		ClientID: cfg.OIDC.ClientID,
 	})
 	if err != nil {
 		return nil, oidc.Config{}, err
