@@ -75,6 +75,7 @@ type Handler struct {
 	oidc      atomic.Pointer[oidc.Client]
 
 	bodyIdle, bodyDiscard time.Duration // see Config; never zero
+	tunnels               tunnels
 }
 
 // New builds a Handler. It has no OIDC client until SetOIDC is called:
@@ -204,7 +205,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	facts := h.loadFacts(r, start, &ev)
+	st := h.loadSession(r, start, &ev)
+	var facts *policy.Facts
+	if st != nil {
+		facts = &st.Facts
+	}
 	rule, d := h.decide(t, claimedMethods(r.Header, t.Query), facts, start)
 	ev.route, ev.action, ev.reason = rule.Name, d.Action.String(), d.Reason
 	h.metrics.decision(rule.Name, d.Action)
@@ -212,11 +217,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch d.Action {
 	case policy.Allow:
 		if r.Header.Get("Upgrade") != "" {
-			// A tunnel outlives the request it was decided on: end it when
-			// the step-up that admitted it stops holding (THREATS.md §I 77).
-			if end := tunnelEnd(rule, facts); !end.IsZero() {
-				ctx, cancel := context.WithDeadline(r.Context(), end)
-				defer cancel()
+			// A tunnel outlives the request it was decided on (see
+			// tunnelEnd). The end is on the handler's clock, the deadline
+			// on the real one: what counts is the time left.
+			if end := tunnelEnd(rule, st); !end.IsZero() {
+				ctx, done := h.tunnels.add(r.Context(), st, end.Sub(start))
+				defer done()
 				r = r.WithContext(ctx)
 			}
 		}
@@ -226,16 +232,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		fail(rec, r, http.StatusForbidden, "forbidden", "You do not have access to this page.")
 	}
-}
-
-// tunnelEnd is when an upgraded connection admitted by rule must close: when
-// the level's max_age runs out for the session's auth_time. Zero means no
-// limit beyond the connection's own.
-func tunnelEnd(rule *policy.Rule, f *policy.Facts) time.Time {
-	if rule.Access != policy.Leveled || rule.Level == nil || rule.Level.MaxAge <= 0 || f == nil || f.AuthTime.IsZero() {
-		return time.Time{}
-	}
-	return f.AuthTime.Add(rule.Level.MaxAge + policy.ClockSkew)
 }
 
 // upgradeAllowed reports whether every Upgrade token is websocket. An h2c
@@ -255,6 +251,14 @@ func upgradeAllowed(h http.Header) bool {
 // loadFacts returns the session's facts, or nil when there is no valid
 // session. An invalid cookie is treated exactly like no cookie.
 func (h *Handler) loadFacts(r *http.Request, now time.Time, ev *event) *policy.Facts {
+	if st := h.loadSession(r, now, ev); st != nil {
+		return &st.Facts
+	}
+	return nil
+}
+
+// loadSession is loadFacts with the rest of the session: its ID and end.
+func (h *Handler) loadSession(r *http.Request, now time.Time, ev *event) *session.State {
 	st, err := h.sessions.Load(r, now)
 	if err != nil {
 		if !errors.Is(err, session.ErrNoSession) {
@@ -264,7 +268,7 @@ func (h *Handler) loadFacts(r *http.Request, now time.Time, ev *event) *policy.F
 		return nil
 	}
 	ev.subject = st.Facts.Subject
-	return &st.Facts
+	return &st
 }
 
 // decide matches t and decides. When the request also claims other methods
