@@ -400,19 +400,34 @@ func TestBadCookiesAreNoSession(t *testing.T) {
 	if value == "" {
 		t.Fatal("no session cookie after login")
 	}
-	foreign, err := session.New(session.Config{Secrets: [][]byte{[]byte(secretNew)}, Lifetime: time.Hour})
-	if err != nil {
-		t.Fatal(err)
+	// sealed returns a session cookie value for alice's facts from issuer
+	// iss, sealed by a store for another secret or deployment.
+	sealed := func(secret, issuer, client, iss string) string {
+		t.Helper()
+		s, err := session.New(session.Config{Secrets: [][]byte{[]byte(secret)}, Lifetime: time.Hour, Issuer: issuer, ClientID: client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptestRecorder()
+		f := factsOf("alice")
+		f.Issuer = iss
+		if _, err := s.Save(rec, f, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		return rec.Result().Cookies()[0].Value
 	}
-	rec := httptestRecorder()
-	if _, err := foreign.Save(rec, factsOf("alice"), time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	foreignValue := rec.Result().Cookies()[0].Value
 
 	flip := []byte(value)
 	flip[len(flip)/2] ^= 1
-	for name, v := range map[string]string{"tampered": string(flip), "foreign key": foreignValue, "truncated": value[:len(value)-4]} {
+	for name, v := range map[string]string{
+		"tampered":    string(flip),
+		"foreign key": sealed(secretNew, g.idp.url, "stepgate", g.idp.url),
+		"truncated":   value[:len(value)-4],
+		// Threat model case 85: the same secret in another deployment.
+		"other issuer, same secret":    sealed(secretOld, "https://staging.idp.example", "stepgate", g.idp.url),
+		"other client_id, same secret": sealed(secretOld, g.idp.url, "other-app", g.idp.url),
+		"same keys, another iss":       sealed(secretOld, g.idp.url, "stepgate", "https://staging.idp.example"),
+	} {
 		t.Run(name, func(t *testing.T) {
 			c := newBrowser(t)
 			resp := c.do(http.MethodGet, g.url+"/account", map[string]string{"Cookie": "stepgate=" + v})

@@ -234,6 +234,8 @@ func newGateway(cfg *config.Config, logger *slog.Logger, now func() time.Time) (
 		Secrets:  cfg.Session.Secrets,
 		Lifetime: cfg.Session.Lifetime,
 		Secure:   cfg.PublicURL.Scheme == "https",
+		Issuer:   cfg.OIDC.Issuer,
+		ClientID: cfg.OIDC.ClientID,
 	})
 	if err != nil {
 		return nil, oidc.Config{}, err
@@ -269,7 +271,9 @@ func newGateway(cfg *config.Config, logger *slog.Logger, now func() time.Time) (
 
 // newServer sets every server limit deliberately. There is no WriteTimeout
 // or ReadTimeout: downloads, uploads and websockets may be long, and the
-// upstream transport bounds the wait for its answer.
+// upstream transport bounds the wait for its answer. Request bodies get
+// per-request read deadlines from the proxy instead (an idle limit when
+// forwarded, a short bounded read before the gateway's own answers).
 func newServer(addr string, h http.Handler) *http.Server {
 	return &http.Server{
 		Addr:              addr,

@@ -348,7 +348,7 @@ start stepgate "$WORK/stepgate" serve -config "$WORK/routes.yaml"
 GATE_PID=$STARTED
 wait_ready stepgate "$GATE_PID" "$ADMIN_URL/readyz"
 
-COOKIE=$("$WORK/loadtool" cookie -secret "$SESSION_SECRET" -lifetime 1h -issuer "$ISSUER") ||
+COOKIE=$("$WORK/loadtool" cookie -secret "$SESSION_SECRET" -lifetime 1h -issuer "$ISSUER" -client-id stepgate) ||
 	die "could not mint a session cookie"
 
 # --- correctness pre-check ---------------------------------------------------

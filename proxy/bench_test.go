@@ -115,7 +115,7 @@ type benchEnv struct {
 func newBenchEnv(b *testing.B) *benchEnv {
 	b.Helper()
 	table, mfa := benchTable(b)
-	store, err := session.New(session.Config{Secrets: [][]byte{[]byte(benchSecret)}, Lifetime: time.Hour})
+	store, err := session.New(session.Config{Secrets: [][]byte{[]byte(benchSecret)}, Lifetime: time.Hour, Issuer: "https://idp.example", ClientID: "stepgate"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func BenchmarkChallenge(b *testing.B) {
 
 func benchStore(b *testing.B) *session.Store {
 	b.Helper()
-	s, err := session.New(session.Config{Secrets: [][]byte{[]byte(benchSecret)}, Lifetime: time.Hour})
+	s, err := session.New(session.Config{Secrets: [][]byte{[]byte(benchSecret)}, Lifetime: time.Hour, Issuer: "https://idp.example", ClientID: "stepgate"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,13 +13,24 @@ import (
 
 // recorder remembers the status a handler wrote, for the access log.
 // Unwrap lets http.ResponseController (used by ReverseProxy for flushing and
-// websocket hijacking) reach the underlying writer.
+// websocket hijacking, and for body read deadlines) reach the underlying
+// writer. settle, when set, runs once before the answer's first byte.
 type recorder struct {
 	http.ResponseWriter
 	status int
+	settle func()
+	body   *idleBody // the forwarded request body, if any
+}
+
+func (r *recorder) settleFirst() {
+	if f := r.settle; f != nil {
+		r.settle = nil
+		f()
+	}
 }
 
 func (r *recorder) WriteHeader(code int) {
+	r.settleFirst()
 	if r.status == 0 && code >= 200 {
 		r.status = code
 	}
@@ -27,6 +38,7 @@ func (r *recorder) WriteHeader(code int) {
 }
 
 func (r *recorder) Write(b []byte) (int, error) {
+	r.settleFirst()
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}

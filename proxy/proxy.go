@@ -5,6 +5,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,16 @@ type Config struct {
 	IdentityHeaders []string       // extra header names clients may never send upstream
 	TrustedProxies  []netip.Prefix // whose X-Forwarded-* describe a request (forward-auth), whose X-Forwarded-For chain is kept (proxy)
 
+	// BodyIdleTimeout is how long a forwarded request body may send
+	// nothing before the request is cut with 408; a body that keeps
+	// arriving may take as long as it needs. Zero means 60s.
+	BodyIdleTimeout time.Duration
+	// BodyDiscardTimeout is how long the gateway reads the body of a
+	// request it answers itself (401, 403, 302, 400...) before answering;
+	// a body that takes longer is left unread and the connection closed.
+	// Zero means 5s.
+	BodyDiscardTimeout time.Duration
+
 	Transport http.RoundTripper // optional; defaults to NewTransport()
 	Logger    *slog.Logger      // optional; defaults to slog.Default()
 	Metrics   *Metrics          // optional; defaults to NewMetrics()
@@ -62,6 +73,9 @@ type Handler struct {
 	now       func() time.Time
 	rp        *httputil.ReverseProxy
 	oidc      atomic.Pointer[oidc.Client]
+
+	bodyIdle, bodyDiscard time.Duration // see Config; never zero
+	tunnels               tunnels
 }
 
 // New builds a Handler. It has no OIDC client until SetOIDC is called:
@@ -69,6 +83,10 @@ type Handler struct {
 func New(cfg Config) (*Handler, error) {
 	if cfg.Table == nil || cfg.Sessions == nil || cfg.PublicURL == nil {
 		return nil, errors.New("proxy: Table, Sessions and PublicURL are required")
+	}
+	if cfg.BodyIdleTimeout < 0 || cfg.BodyDiscardTimeout < 0 {
+		return nil, fmt.Errorf("proxy: BodyIdleTimeout %v, BodyDiscardTimeout %v; want zero (the default) or positive",
+			cfg.BodyIdleTimeout, cfg.BodyDiscardTimeout)
 	}
 	h := &Handler{
 		table:     cfg.Table,
@@ -82,6 +100,9 @@ func New(cfg Config) (*Handler, error) {
 		log:       cfg.Logger,
 		metrics:   cfg.Metrics,
 		now:       cfg.Now,
+
+		bodyIdle:    cmp.Or(cfg.BodyIdleTimeout, defaultBodyIdleTimeout),
+		bodyDiscard: cmp.Or(cfg.BodyDiscardTimeout, defaultBodyDiscardTimeout),
 	}
 	for _, l := range cfg.Levels {
 		h.levels[l.Name] = l
@@ -154,6 +175,11 @@ func NewTransport() *http.Transport {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	rec := &recorder{ResponseWriter: w}
+	if hasBody(r) {
+		// Until the request is handed to the upstream, an answer is the
+		// gateway's own, and its body is settled first.
+		rec.settle = func() { h.settleBody(w, r) }
+	}
 	var ev event
 	defer func() { h.logRequest(r, rec, &ev, start) }()
 
@@ -179,7 +205,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	facts := h.loadFacts(r, start, &ev)
+	st := h.loadSession(r, start, &ev)
+	var facts *policy.Facts
+	if st != nil {
+		facts = &st.Facts
+	}
 	rule, d := h.decide(t, claimedMethods(r.Header, t.Query), facts, start)
 	ev.route, ev.action, ev.reason = rule.Name, d.Action.String(), d.Reason
 	h.metrics.decision(rule.Name, d.Action)
@@ -187,11 +217,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch d.Action {
 	case policy.Allow:
 		if r.Header.Get("Upgrade") != "" {
-			// A tunnel outlives the request it was decided on: end it when
-			// the step-up that admitted it stops holding (THREATS.md §I 77).
-			if end := tunnelEnd(rule, facts); !end.IsZero() {
-				ctx, cancel := context.WithDeadline(r.Context(), end)
-				defer cancel()
+			// A tunnel outlives the request it was decided on (see
+			// tunnelEnd). The end is on the handler's clock, the deadline
+			// on the real one: what counts is the time left.
+			if end := tunnelEnd(rule, st); !end.IsZero() {
+				ctx, done := h.tunnels.add(r.Context(), st, end.Sub(start))
+				defer done()
 				r = r.WithContext(ctx)
 			}
 		}
@@ -201,16 +232,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		fail(rec, r, http.StatusForbidden, "forbidden", "You do not have access to this page.")
 	}
-}
-
-// tunnelEnd is when an upgraded connection admitted by rule must close: when
-// the level's max_age runs out for the session's auth_time. Zero means no
-// limit beyond the connection's own.
-func tunnelEnd(rule *policy.Rule, f *policy.Facts) time.Time {
-	if rule.Access != policy.Leveled || rule.Level == nil || rule.Level.MaxAge <= 0 || f == nil || f.AuthTime.IsZero() {
-		return time.Time{}
-	}
-	return f.AuthTime.Add(rule.Level.MaxAge + policy.ClockSkew)
 }
 
 // upgradeAllowed reports whether every Upgrade token is websocket. An h2c
@@ -230,6 +251,14 @@ func upgradeAllowed(h http.Header) bool {
 // loadFacts returns the session's facts, or nil when there is no valid
 // session. An invalid cookie is treated exactly like no cookie.
 func (h *Handler) loadFacts(r *http.Request, now time.Time, ev *event) *policy.Facts {
+	if st := h.loadSession(r, now, ev); st != nil {
+		return &st.Facts
+	}
+	return nil
+}
+
+// loadSession is loadFacts with the rest of the session: its ID and end.
+func (h *Handler) loadSession(r *http.Request, now time.Time, ev *event) *session.State {
 	st, err := h.sessions.Load(r, now)
 	if err != nil {
 		if !errors.Is(err, session.ErrNoSession) {
@@ -239,7 +268,7 @@ func (h *Handler) loadFacts(r *http.Request, now time.Time, ev *event) *policy.F
 		return nil
 	}
 	ev.subject = st.Facts.Subject
-	return &st.Facts
+	return &st
 }
 
 // decide matches t and decides. When the request also claims other methods
@@ -339,7 +368,7 @@ func (h *Handler) refererPath(r *http.Request) string {
 
 // forward sends the canonical request upstream with the gateway's identity
 // headers and nothing a client could forge.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, t target, f *policy.Facts) {
+func (h *Handler) forward(w *recorder, r *http.Request, t target, f *policy.Facts) {
 	if h.rp == nil {
 		fail(w, r, http.StatusBadGateway, "bad_gateway", "No upstream is configured.")
 		return
@@ -361,6 +390,13 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, t target, f *p
 	// the canonical names; rewrite strips every other spelling from the
 	// outbound copy and takes the values from here.
 	setIdentity(r.Header, f)
+	// From here the upstream reads the body, at the client's pace, which may
+	// be slow but not stalled.
+	w.settle = nil
+	if hasBody(r) && r.Header.Get("Upgrade") == "" {
+		w.body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: h.bodyIdle}
+		r.Body = w.body
+	}
 	h.rp.ServeHTTP(w, r)
 }
 
@@ -391,6 +427,14 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 }
 
 func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if stalledBody(w) {
+		// The client's fault, not the upstream's: checked first, as the
+		// failed read also cancels the request's context.
+		h.log.Info("request body stalled", "idle", h.bodyIdle.String())
+		w.Header().Set("Connection", "close")
+		fail(w, r, http.StatusRequestTimeout, "request_timeout", "The request body stopped arriving.")
+		return
+	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away mid-request: not the upstream's failure.
 		// 499 (nginx's "client closed request") keeps it out of 5xx metrics;

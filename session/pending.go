@@ -159,6 +159,10 @@ func (s *Store) TakePending(w http.ResponseWriter, r *http.Request, state string
 		return Pending{}, fmt.Errorf("session: pending login started at %s expired after %v; now %s",
 			p.Created.Format(time.RFC3339), PendingLifetime, now.UTC().Format(time.RFC3339))
 	}
+	// A step-up continues a session, which must be this deployment's.
+	if p.Issuer != "" && p.Issuer != s.issuer {
+		return Pending{}, fmt.Errorf("session: pending step-up in cookie %q is for a session of issuer %q; want %q", name, p.Issuer, s.issuer)
+	}
 	return p, nil
 }
 

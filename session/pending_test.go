@@ -73,7 +73,7 @@ func TestPendingRoundTrip(t *testing.T) {
 	for _, secure := range []bool{true, false} {
 		s := newStore(t, secure, secret(1))
 		p := newPending(t, t0)
-		p.Issuer, p.Subject = "https://idp.example", "user-1"
+		p.Issuer, p.Subject = issuer, "user-1"
 		c := savePending(t, s, p)
 		if want := s.CookieName() + "-p-"; !strings.HasPrefix(c.Name, want) {
 			t.Errorf("pending cookie %q; want prefix %q", c.Name, want)

@@ -7,7 +7,10 @@
 // Both are encrypted and authenticated (gorilla/securecookie: AES-256-CTR,
 // then HMAC-SHA256 over the cookie name, a timestamp and the ciphertext), with
 // keys derived per purpose from operator secrets, so a value sealed for one
-// purpose or one cookie name never opens as another (THREATS 66).
+// purpose or one cookie name never opens as another (THREATS 66). The keys
+// are bound to the deployment (issuer and client_id) as well, and a session
+// naming another issuer is refused, so a cookie from staging never opens in
+// production even when the two share a secret (threat model case 85).
 //
 // Cookies are host-only: with Secure set they use the "__Host-" prefix, which
 // browsers refuse to accept from a sibling subdomain, and a request carrying
@@ -24,6 +27,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
@@ -50,6 +54,13 @@ type Config struct {
 	// Secure is true when the public URL is https: cookies get the Secure
 	// attribute and the "__Host-" name prefix.
 	Secure bool
+
+	// Issuer and ClientID name the deployment: the OpenID provider's issuer
+	// exactly as configured, and the gateway's client_id there. Every
+	// cookie key is derived with both, so a cookie sealed by a gateway of
+	// another issuer or another client never opens here, even when the two
+	// share a secret (staging and production, or two apps at one IdP).
+	Issuer, ClientID string
 }
 
 // MinSecretLen is the shortest secret New accepts.
@@ -63,13 +74,14 @@ const maxCookieLen = 4096
 // that ours, with its clearer message and the caller's clock, fires first.
 const backstop = time.Minute
 
-// Key derivation labels (HKDF-SHA256 info). Each purpose and each key use
-// gets its own label, so the keys are independent of one another.
+// Key derivation labels. Each purpose and each key use gets its own label,
+// so the keys are independent of one another; keyInfo adds the deployment.
+// v2 added the deployment: cookies sealed under v1 no longer open.
 const (
-	infoSessionHash  = "stepgate session v1 hmac-sha256"
-	infoSessionBlock = "stepgate session v1 aes-256"
-	infoPendingHash  = "stepgate pending v1 hmac-sha256"
-	infoPendingBlock = "stepgate pending v1 aes-256"
+	infoSessionHash  = "stepgate session v2 hmac-sha256"
+	infoSessionBlock = "stepgate session v2 aes-256"
+	infoPendingHash  = "stepgate pending v2 hmac-sha256"
+	infoPendingBlock = "stepgate pending v2 aes-256"
 )
 
 // ErrNoSession reports a request without a session cookie.
@@ -81,6 +93,7 @@ type Store struct {
 	name     string
 	lifetime time.Duration
 	secure   bool
+	issuer   string               // a session naming another issuer is refused
 	session  []securecookie.Codec // index 0 seals
 	pending  []securecookie.Codec // index 0 seals
 }
@@ -98,17 +111,24 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Lifetime < time.Second {
 		return nil, fmt.Errorf("session: lifetime %v; want at least 1s", cfg.Lifetime)
 	}
-	s := &Store{name: "stepgate", lifetime: cfg.Lifetime, secure: cfg.Secure}
+	if cfg.Issuer == "" {
+		return nil, errors.New("session: no issuer; want the OpenID provider's issuer, so cookies are bound to this deployment")
+	}
+	if cfg.ClientID == "" {
+		return nil, errors.New("session: no client_id; want the gateway's client_id, so cookies are bound to this deployment")
+	}
+	s := &Store{name: "stepgate", lifetime: cfg.Lifetime, secure: cfg.Secure, issuer: cfg.Issuer}
 	if cfg.Secure {
 		s.name = "__Host-stepgate"
 	}
+	d := deployment{cfg.Issuer, cfg.ClientID}
 	for _, sec := range cfg.Secrets {
-		c, err := newCodec(sec, infoSessionHash, infoSessionBlock, cfg.Lifetime+backstop)
+		c, err := newCodec(sec, d, infoSessionHash, infoSessionBlock, cfg.Lifetime+backstop)
 		if err != nil {
 			return nil, err
 		}
 		s.session = append(s.session, c)
-		if c, err = newCodec(sec, infoPendingHash, infoPendingBlock, PendingLifetime+backstop); err != nil {
+		if c, err = newCodec(sec, d, infoPendingHash, infoPendingBlock, PendingLifetime+backstop); err != nil {
 			return nil, err
 		}
 		s.pending = append(s.pending, c)
@@ -116,12 +136,28 @@ func New(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func newCodec(secret []byte, hashInfo, blockInfo string, maxAge time.Duration) (*securecookie.SecureCookie, error) {
-	hashKey, err := hkdf.Key(sha256.New, secret, nil, hashInfo, 32)
+// deployment is what every cookie key is bound to.
+type deployment struct{ issuer, clientID string }
+
+// keyInfo is the HKDF info for one key: label, issuer and client_id, each
+// preceded by its length (4 bytes, big-endian). With the lengths no two
+// deployments share an info, however their fields are spelled: issuer
+// "a|b" with client "c" is not issuer "a" with client "b|c".
+func keyInfo(label string, d deployment) string {
+	var b []byte
+	for _, f := range []string{label, d.issuer, d.clientID} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+		b = append(b, f...)
+	}
+	return string(b)
+}
+
+func newCodec(secret []byte, d deployment, hashLabel, blockLabel string, maxAge time.Duration) (*securecookie.SecureCookie, error) {
+	hashKey, err := hkdf.Key(sha256.New, secret, nil, keyInfo(hashLabel, d), 32)
 	if err != nil {
 		return nil, fmt.Errorf("session: deriving key: %w", err)
 	}
-	blockKey, err := hkdf.Key(sha256.New, secret, nil, blockInfo, 32) // AES-256
+	blockKey, err := hkdf.Key(sha256.New, secret, nil, keyInfo(blockLabel, d), 32) // AES-256
 	if err != nil {
 		return nil, fmt.Errorf("session: deriving key: %w", err)
 	}
@@ -144,8 +180,8 @@ type State struct {
 
 // Load opens the request's session cookie. It returns ErrNoSession when there
 // is none, and another error when the cookie was tampered with, sealed with
-// an unknown key, expired, malformed or sent twice. Callers treat every error
-// as "no session".
+// an unknown key or for another deployment, names another issuer, expired,
+// is malformed or was sent twice. Callers treat every error as "no session".
 func (s *Store) Load(r *http.Request, now time.Time) (State, error) {
 	cs := r.CookiesNamed(s.name)
 	switch {
@@ -161,6 +197,12 @@ func (s *Store) Load(r *http.Request, now time.Time) (State, error) {
 	st, issued, err := decodeState(b)
 	if err != nil {
 		return State{}, fmt.Errorf("session: cookie %q holds a malformed record: %w", s.name, err)
+	}
+	// The keys bind the cookie to this deployment, not the facts inside it:
+	// facts of another provider, sealed under these keys by mistake or by a
+	// tool, must still open no session here.
+	if st.Facts.Issuer != s.issuer {
+		return State{}, fmt.Errorf("session: cookie %q holds a session of issuer %q; want %q", s.name, st.Facts.Issuer, s.issuer)
 	}
 	// Expires follows the configured Lifetime, not the one in force at
 	// Save, so shortening Lifetime ends older sessions at once.

@@ -19,12 +19,18 @@ var t0 = time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
 
 const lifetime = 8 * time.Hour
 
+// The deployment every test store belongs to, unless a test says otherwise.
+const (
+	issuer   = "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0"
+	clientID = "stepgate"
+)
+
 // secret returns a distinct 32-byte test secret for each seed.
 func secret(seed byte) []byte { return bytes.Repeat([]byte{seed}, session.MinSecretLen) }
 
 func newStore(t testing.TB, secure bool, secrets ...[]byte) *session.Store {
 	t.Helper()
-	s, err := session.New(session.Config{Secrets: secrets, Lifetime: lifetime, Secure: secure})
+	s, err := session.New(session.Config{Secrets: secrets, Lifetime: lifetime, Secure: secure, Issuer: issuer, ClientID: clientID})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -35,7 +41,7 @@ func newStore(t testing.TB, secure bool, secrets ...[]byte) *session.Store {
 // pairwise subject, a long email and ten amr values.
 func realisticFacts() policy.Facts {
 	return policy.Facts{
-		Issuer:     "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
+		Issuer:     issuer,
 		Subject:    "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ",
 		Email:      "firstname.middlename.lastname+stepgate@subsidiary.example-corporation.com",
 		ACR:        "http://schemas.openid.net/pape/policies/2007/06/multi-factor-physical",
@@ -80,14 +86,16 @@ func TestNewConfigErrors(t *testing.T) {
 		cfg  session.Config
 		want string // substring of the error; "" for success
 	}{
-		{"ok", session.Config{Secrets: [][]byte{secret(1)}, Lifetime: time.Hour}, ""},
-		{"rotation", session.Config{Secrets: [][]byte{secret(1), secret(2)}, Lifetime: time.Hour}, ""},
-		{"no secrets", session.Config{Lifetime: time.Hour}, "no secrets"},
-		{"short secret", session.Config{Secrets: [][]byte{secret(1)[:31]}, Lifetime: time.Hour}, "secret 0 is 31 bytes"},
-		{"short old secret", session.Config{Secrets: [][]byte{secret(1), {}}, Lifetime: time.Hour}, "secret 1 is 0 bytes"},
-		{"zero lifetime", session.Config{Secrets: [][]byte{secret(1)}}, "lifetime 0s"},
-		{"negative lifetime", session.Config{Secrets: [][]byte{secret(1)}, Lifetime: -time.Hour}, "lifetime -1h0m0s"},
-		{"sub-second lifetime", session.Config{Secrets: [][]byte{secret(1)}, Lifetime: time.Millisecond}, "lifetime 1ms"},
+		{"ok", session.Config{Secrets: [][]byte{secret(1)}, Lifetime: time.Hour, Issuer: issuer, ClientID: clientID}, ""},
+		{"rotation", session.Config{Secrets: [][]byte{secret(1), secret(2)}, Lifetime: time.Hour, Issuer: issuer, ClientID: clientID}, ""},
+		{"no secrets", session.Config{Lifetime: time.Hour, Issuer: issuer, ClientID: clientID}, "no secrets"},
+		{"short secret", session.Config{Secrets: [][]byte{secret(1)[:31]}, Lifetime: time.Hour, Issuer: issuer, ClientID: clientID}, "secret 0 is 31 bytes"},
+		{"short old secret", session.Config{Secrets: [][]byte{secret(1), {}}, Lifetime: time.Hour, Issuer: issuer, ClientID: clientID}, "secret 1 is 0 bytes"},
+		{"zero lifetime", session.Config{Secrets: [][]byte{secret(1)}, Issuer: issuer, ClientID: clientID}, "lifetime 0s"},
+		{"negative lifetime", session.Config{Secrets: [][]byte{secret(1)}, Lifetime: -time.Hour, Issuer: issuer, ClientID: clientID}, "lifetime -1h0m0s"},
+		{"sub-second lifetime", session.Config{Secrets: [][]byte{secret(1)}, Lifetime: time.Millisecond, Issuer: issuer, ClientID: clientID}, "lifetime 1ms"},
+		{"no issuer", session.Config{Secrets: [][]byte{secret(1)}, Lifetime: time.Hour, ClientID: clientID}, "no issuer"},
+		{"no client_id", session.Config{Secrets: [][]byte{secret(1)}, Lifetime: time.Hour, Issuer: issuer}, "no client_id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,13 +122,14 @@ func TestRoundTrip(t *testing.T) {
 	}{
 		{"realistic", realisticFacts()},
 		{"every field distinct", policy.Facts{
-			Issuer: "https://idp.example", Subject: "sub-1", Email: "a@example.com", ACR: "urn:mfa",
+			Issuer: issuer, Subject: "sub-1", Email: "a@example.com", ACR: "urn:mfa",
 			AMR: []string{"pwd", "otp"}, ACRS: []string{"c3"},
 			AuthTime: now.Add(-time.Minute), VerifiedAt: now,
 		}},
-		{"no auth_time, empty lists", policy.Facts{Issuer: "https://idp.example", Subject: "s", AMR: []string{}}},
-		{"empty strings kept", policy.Facts{Issuer: "i", Subject: "s", AMR: []string{"", "x", ""}}},
-		{"zero facts", policy.Facts{}},
+		{"no auth_time, empty lists", policy.Facts{Issuer: issuer, Subject: "s", AMR: []string{}}},
+		{"empty strings kept", policy.Facts{Issuer: issuer, Subject: "s", AMR: []string{"", "x", ""}}},
+		// Facts naming no issuer never open (TestSessionBoundToDeployment).
+		{"only the issuer", policy.Facts{Issuer: issuer}},
 	}
 	s := newStore(t, true, secret(1))
 	for _, tt := range tests {
@@ -251,7 +260,7 @@ func TestLoadRejects(t *testing.T) {
 
 func TestShorterLifetimeAppliesToOldSessions(t *testing.T) {
 	c, _ := save(t, newStore(t, true, secret(1)), realisticFacts(), t0) // 8h
-	short, err := session.New(session.Config{Secrets: [][]byte{secret(1)}, Lifetime: time.Hour, Secure: true})
+	short, err := session.New(session.Config{Secrets: [][]byte{secret(1)}, Lifetime: time.Hour, Secure: true, Issuer: issuer, ClientID: clientID})
 	if err != nil {
 		t.Fatal(err)
 	}

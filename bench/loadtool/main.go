@@ -39,7 +39,7 @@ const usage = `usage:
   loadtool upstream   -addr 127.0.0.1:PORT
   loadtool plainproxy -addr 127.0.0.1:PORT -upstream URL
   loadtool idp        -addr 127.0.0.1:PORT -redirect URL [-client-secret S]
-  loadtool cookie     -secret S [-lifetime 1h] [-issuer URL] [-subject SUB]
+  loadtool cookie     -secret S [-lifetime 1h] [-issuer URL] [-client-id ID] [-subject SUB]
 `
 
 func main() {
@@ -86,13 +86,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "cookie":
 		secret := fs.String("secret", "", "session secret, as in routes.yaml (at least 32 bytes)")
 		lifetime := fs.Duration("lifetime", time.Hour, "session lifetime, as in routes.yaml")
-		issuer := fs.String("issuer", "http://127.0.0.1", "iss of the session's user")
+		issuer := fs.String("issuer", "http://127.0.0.1", "the gateway's oidc.issuer, and the iss of the session's user")
+		clientID := fs.String("client-id", "stepgate", "the gateway's oidc.client_id")
 		subject := fs.String("subject", "bench-user", "sub of the session's user")
 		if fs.Parse(args) != nil {
 			return 2
 		}
 		var c string
-		if c, err = cookie(*secret, *lifetime, *issuer, *subject, time.Now()); err == nil {
+		if c, err = cookie(*secret, *lifetime, *issuer, *clientID, *subject, time.Now()); err == nil {
 			fmt.Fprintln(stdout, c)
 		}
 	case "help", "-h", "-help", "--help":
@@ -166,9 +167,10 @@ func idp(addr, redirect, secret string) (http.Handler, error) {
 
 // cookie mints a session exactly as stepgate's callback would after a
 // multi-factor login at now, and returns it as "name=value" for a Cookie
-// header. The store is not Secure: the benchmark's public URL is http.
-func cookie(secret string, lifetime time.Duration, issuer, subject string, now time.Time) (string, error) {
-	store, err := session.New(session.Config{Secrets: [][]byte{[]byte(secret)}, Lifetime: lifetime})
+// header. The store is not Secure: the benchmark's public URL is http. The
+// cookie keys are bound to issuer and clientID, as the gateway's are.
+func cookie(secret string, lifetime time.Duration, issuer, clientID, subject string, now time.Time) (string, error) {
+	store, err := session.New(session.Config{Secrets: [][]byte{[]byte(secret)}, Lifetime: lifetime, Issuer: issuer, ClientID: clientID})
 	if err != nil {
 		return "", err
 	}
