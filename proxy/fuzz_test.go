@@ -43,7 +43,7 @@ func FuzzForward(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	store, err := session.New(session.Config{Secrets: [][]byte{[]byte(strings.Repeat("k", 32))}, Lifetime: time.Hour})
+	store, err := session.New(session.Config{Secrets: [][]byte{[]byte(strings.Repeat("k", 32))}, Lifetime: time.Hour, Issuer: "https://idp", ClientID: "stepgate"})
 	if err != nil {
 		f.Fatal(err)
 	}
