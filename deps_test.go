@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// TestDeps enforces the import direction of DESIGN.md §8: imports point
+// TestDeps enforces the import direction of the layout rules: imports point
 // inward, policy is a pure leaf on the standard library, and only main and
 // proxy wire the edges together.
 func TestDeps(t *testing.T) {
@@ -30,7 +30,7 @@ func TestDeps(t *testing.T) {
 			}
 			for _, b := range bad {
 				if strings.HasPrefix(dep, b) {
-					t.Errorf("%s depends on %s; want no dependency on %s (DESIGN.md §8)", pkg, dep, b)
+					t.Errorf("%s depends on %s; want no dependency on %s", pkg, dep, b)
 				}
 			}
 		}

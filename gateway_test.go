@@ -535,7 +535,7 @@ func TestLoginInfersLevelFromReturnPath(t *testing.T) {
 }
 
 func TestRedirectURIIgnoresForwardedHost(t *testing.T) {
-	// THREATS.md §B 25: the callback comes from public_url, never from a
+	// threat model case 25: the callback comes from public_url, never from a
 	// header the client controls, or the code would go to evil.example.
 	g := startGateway(t, nil, nil, oneSecret)
 	resp := g.browser().do(http.MethodGet, g.url+"/account", map[string]string{

@@ -235,7 +235,7 @@ func TestNginxLoginAndStepUp(t *testing.T) {
 	}
 }
 
-// THREATS.md §C through real nginx: whatever the client sends, a sensitive
+// Threat model section C through real nginx: whatever the client sends, a sensitive
 // request without multi-factor never reaches the app.
 func TestNginxForwardAuthThreats(t *testing.T) {
 	ng := startNginxGateway(t)

@@ -85,7 +85,7 @@ routes:
 	}
 }
 
-// TestCookieBombIs431: an oversized header block (THREATS.md §H 72) is
+// TestCookieBombIs431: an oversized header block (threat model case 72) is
 // refused by the server stepgate runs, never parsed into an anonymous or
 // partial request.
 func TestCookieBombIs431(t *testing.T) {

@@ -137,7 +137,7 @@ func (d *decoder) claimValues(n *yaml.Node, field string) []string {
 			d.errorAt(item, index(field, i), "empty value", "remove it; an empty claim never proves anything")
 		case v == "0" && strings.HasSuffix(field, ".acr"):
 			// OIDC Core §2: acr "0" does not meet ISO/IEC 29115 level 1,
-			// and DESIGN §3 says it never satisfies a level.
+			// and the decision rules say it never satisfies a level.
 			d.errorAt(item, index(field, i), `acr "0" never satisfies a level`, "remove it")
 		default:
 			out = append(out, v)

@@ -219,7 +219,7 @@ func (d *decoder) listeners(c *Config, top map[string]*yaml.Node) {
 		c.AdminListen = s
 		d.checkAddr(top["admin_listen"], "admin_listen", s)
 	}
-	// /metrics and /readyz are for operators only (DESIGN §6).
+	// /metrics and /readyz are for operators only.
 	ph, pp, err1 := net.SplitHostPort(c.Listen)
 	ah, ap, err2 := net.SplitHostPort(c.AdminListen)
 	if err1 == nil && err2 == nil && pp == ap && pp != "0" && (ph == ah || wildcardHost(ph) || wildcardHost(ah)) {

@@ -17,7 +17,7 @@ var (
 	routeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 	// methods a rule may name. HEAD is matched as GET, and CONNECT and
-	// TRACE are refused before matching (DESIGN §1), so naming them could
+	// TRACE are refused before matching, so naming them could
 	// only mislead.
 	knownMethods = []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 )

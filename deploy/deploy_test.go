@@ -35,7 +35,7 @@ var kinds = map[string]string{
 	"IngressRoute":            "traefik.io/v1alpha1",
 }
 
-// The binary's contract (main.go, DESIGN.md §6, Dockerfile).
+// The binary's contract (main.go, the Dockerfile).
 const (
 	publicPort = 8080
 	adminPort  = 9090

@@ -45,7 +45,7 @@ func Canonical(method, host, escapedPath string, opt PathOptions) (Request, erro
 // CanonicalPath returns the canonical form of escaped, the path of a request
 // target exactly as received on the wire, without the query. The result is
 // the one string that is both matched against the route table and forwarded
-// upstream (DESIGN.md §1), so a backend cannot resolve it to anything else.
+// upstream, so a backend cannot resolve it to anything else.
 //
 // It decodes percent-encoded unreserved characters (ALPHA DIGIT - . _ ~)
 // once, upper-cases the hex digits of every escape it keeps, percent-encodes
@@ -63,7 +63,7 @@ func Canonical(method, host, escapedPath string, opt PathOptions) (Request, erro
 // starts a parameter); invalid UTF-8 after decoding (overlong "%c0%ae");
 // and any non-ASCII byte. The last one fails closed on purpose: backends
 // that NFKC-fold would turn "ａｄｍｉｎ" into "admin" behind our back
-// (THREATS.md A13), and internationalized paths are rare on the routes a
+// (threat model case 13), and internationalized paths are rare on the routes a
 // step-up gateway guards.
 //
 // An already-canonical path is returned as is, without allocating.
@@ -399,7 +399,7 @@ func canonicalPort(port string) (string, error) {
 // CanonicalMethod returns m if it is a method stepgate handles: an RFC 9110
 // token of upper-case letters only. Methods are case-sensitive and backends
 // disagree on "get", so anything else is refused rather than guessed at
-// (THREATS.md E40). CONNECT, TRACE and IIS's TRACE alias TRACK are refused
+// (threat model case 40). CONNECT, TRACE and IIS's TRACE alias TRACK are refused
 // (E42): a gateway has no business tunnelling or echoing requests.
 func CanonicalMethod(m string) (string, error) {
 	if m == "" || len(m) > 32 {

@@ -7,7 +7,7 @@ import (
 
 var strip = PathOptions{StripPathParams: true}
 
-// TestCanonicalPath covers DESIGN.md §1 rule by rule. A want of "" means
+// TestCanonicalPath covers the request pipeline rule by rule. A want of "" means
 // the path must be rejected with reason.
 func TestCanonicalPath(t *testing.T) {
 	tests := []struct {
@@ -183,7 +183,7 @@ func TestCanonicalHost(t *testing.T) {
 	}
 }
 
-// TestCanonicalMethod covers THREATS.md E40 (odd methods) and E42.
+// TestCanonicalMethod covers threat model cases 40 (odd methods) and 42.
 func TestCanonicalMethod(t *testing.T) {
 	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND", "FOO"} {
 		if got, err := CanonicalMethod(m); err != nil || got != m {

@@ -9,7 +9,7 @@ import (
 
 // Decide reports what the gateway must do with a request that matched r,
 // given the facts of the caller's session (nil or unauthenticated when there
-// is none) at time now (DESIGN.md §3). It performs no I/O.
+// is none) at time now. It performs no I/O.
 //
 // Public rules allow, deny rules deny. Authenticated rules need a session.
 // Leveled rules need a session whose facts satisfy the level now: without a

@@ -14,7 +14,7 @@ import (
 // TableOptions mirror routes.yaml's matching switches.
 type TableOptions struct {
 	// CaseInsensitivePaths matches paths without regard to ASCII case, for
-	// upstreams (IIS, .NET) that serve /ADMIN as /admin (THREATS.md A9).
+	// upstreams (IIS, .NET) that serve /ADMIN as /admin (threat model case 9).
 	CaseInsensitivePaths bool
 }
 
@@ -438,7 +438,7 @@ func nextSeg(p string, i int) (seg string, next int) {
 // A rule matches when its host pattern matches r.Host on any port
 // ("*.example.com" matches one or more
 // labels below example.com, never example.com itself), one of its methods is
-// r.Method (a rule that lists GET also matches HEAD, THREATS.md E39), and its
+// r.Method (a rule that lists GET also matches HEAD, threat model case 39), and its
 // glob or regex matches r.Path.
 func (t *Table) Match(r Request) *Rule {
 	if t == nil {

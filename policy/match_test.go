@@ -133,7 +133,7 @@ func TestMatchRegex(t *testing.T) {
 		yes  []string
 		no   []string
 	}{
-		// Anchored (THREATS.md A16) even when written without anchors.
+		// Anchored (threat model case 16) even when written without anchors.
 		{"/admin/.*", false, []string{"/admin/x", "/admin/"}, []string{"/x/admin/y", "/admin"}},
 		{"^/admin$", false, []string{"/admin"}, []string{"/admin/", "/admins"}},
 		{"/a|/b", false, []string{"/a", "/b"}, []string{"/a/b", "/ab"}},

@@ -1,9 +1,8 @@
 // Package policy decides, without I/O, whether a request may proceed, needs a
 // login, needs step-up authentication, or is refused.
 //
-// It holds the pure core of stepgate: canonicalization of the request target
-// (DESIGN.md §1), the route table (first match in file order wins, §2) and
-// Decide (§3). It imports only the standard library and never reads a clock:
+// It holds the pure core of stepgate: canonicalization of the request target,
+// the route table (first match in file order wins) and Decide. It imports only the standard library and never reads a clock:
 // callers pass now in. Everything here is safe for concurrent use once built.
 package policy
 

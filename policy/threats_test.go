@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// The THREATS.md setup: a sensitive rule for /admin/transfer and a public
+// The threat model's setup: a sensitive rule for /admin/transfer and a public
 // /public/*. The public rules come first, so that any request the matcher
 // wrongly leaves on the public side would be waved through.
 var sensitiveStyles = []struct{ name, path, regex string }{
@@ -61,7 +61,7 @@ func (o outcome) matches(style string) bool {
 	return false
 }
 
-// TestThreatsPaths runs THREATS.md §A cases 1-18: every bypass attempt is
+// TestThreatsPaths runs threat model cases 1-18 (section A): every bypass attempt is
 // either rejected or, once canonical, caught by the sensitive rule.
 func TestThreatsPaths(t *testing.T) {
 	tests := []struct {
@@ -156,7 +156,7 @@ func TestThreatsPaths(t *testing.T) {
 	}
 }
 
-// TestThreatsMethods runs THREATS.md §E 39-42. Case 37 (override headers)
+// TestThreatsMethods runs threat model cases 39-42. Case 37 (override headers)
 // is the proxy's to handle.
 func TestThreatsMethods(t *testing.T) {
 	mfa := &Level{Name: "mfa", SatisfiedBy: []Alternative{{AMR: []string{"mfa"}}}}

@@ -36,7 +36,7 @@ func (h *Handler) serveGateway(w http.ResponseWriter, r *http.Request, t target,
 
 // startFlow begins a login (level nil) or a step-up round trip: a fresh
 // state, nonce and PKCE verifier in a sealed pending cookie, then a redirect
-// to the IdP carrying the level's parameters (DESIGN.md §4).
+// to the IdP carrying the level's parameters.
 func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, level *policy.Level, rd string, f *policy.Facts) {
 	c := h.oidc.Load()
 	if c == nil {
@@ -79,7 +79,7 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, level *polic
 
 // callback completes a round trip: the state must match a pending flow of
 // this browser (single use), the code is exchanged and the ID token
-// verified, and only the claims that come back decide (DESIGN.md §4).
+// verified, and only the claims that come back decide.
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request, ev *event) {
 	w.Header().Set("Referrer-Policy", "no-referrer") // the URL carries the code
 	q := r.URL.Query()
@@ -130,7 +130,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, ev *event) {
 	case err == nil:
 	case errors.Is(err, oidc.ErrSubjectMismatch):
 		// Someone completed the step-up as another account: the session
-		// this flow started from can no longer be trusted (THREATS.md §G 55).
+		// this flow started from can no longer be trusted (threat model case 55).
 		h.sessions.Clear(w)
 		h.audit(kind+"_failure", "level", p.Level, "sub", p.Subject, "reason", "subject mismatch; session ended")
 		h.metrics.flow(kind, "subject_mismatch")

@@ -8,7 +8,7 @@ import (
 	"github.com/stepgate/stepgate/policy"
 )
 
-// The identity headers the upstream receives (DESIGN.md §7).
+// The identity headers the upstream receives.
 const (
 	HeaderSubject  = "X-Stepgate-Subject"
 	HeaderEmail    = "X-Stepgate-Email"
@@ -23,7 +23,7 @@ var IdentityHeaders = []string{HeaderSubject, HeaderEmail, HeaderACR, HeaderAMR,
 // headerFilter recognizes header names that only the gateway may send
 // upstream, in any spelling a backend might fold into the same name: case,
 // and "_" or "." for "-" (CGI, PHP and nginx treat X_Foo as X-Foo;
-// THREATS.md §D 33–35).
+// threat model cases 33-35).
 type headerFilter struct {
 	names map[string]bool // folded names
 	first [256]bool       // first bytes of folded names, to skip most headers without folding
@@ -51,7 +51,7 @@ func newHeaderFilter(extra []string) *headerFilter {
 	for _, n := range routingHeaders {
 		add(n)
 	}
-	// Never forwarded: it only serves an h2c upgrade (THREATS.md §I 76).
+	// Never forwarded: it only serves an h2c upgrade (threat model case 76).
 	add("Http2-Settings")
 	return f
 }
@@ -122,7 +122,7 @@ func (f *headerFilter) strip(h http.Header) {
 
 // setIdentity sets the identity headers from facts, one value each. Every
 // header is always present, empty when unknown, so that an ingress copying
-// them never falls back to a client's copy (THREATS.md §C 31).
+// them never falls back to a client's copy (threat model case 31).
 func setIdentity(h http.Header, f *policy.Facts) {
 	var sub, email, acr, amr, at string
 	if f.Authenticated() {

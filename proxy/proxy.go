@@ -170,7 +170,7 @@ func NewTransport() *http.Transport {
 	}
 }
 
-// ServeHTTP is the pipeline of DESIGN.md §1: canonicalize, match, load the
+// ServeHTTP is the pipeline of the request pipeline: canonicalize, match, load the
 // session, decide, act.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
@@ -236,7 +236,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // upgradeAllowed reports whether every Upgrade token is websocket. An h2c
 // upgrade would turn the connection into a tunnel the gateway no longer
-// inspects (THREATS.md §I 76).
+// inspects (threat model case 76).
 func upgradeAllowed(h http.Header) bool {
 	for _, v := range h["Upgrade"] {
 		for tok := range strings.SplitSeq(v, ",") {
@@ -327,7 +327,7 @@ func (h *Handler) needAuth(w http.ResponseWriter, r *http.Request, t target, d p
 	}
 	if acceptsHTML(r) {
 		// An HTML form POST: never replayed after the round trip
-		// (THREATS.md §F 50). Offer a step-up that returns to the page the
+		// (threat model case 50). Offer a step-up that returns to the page the
 		// form was on, so the user submits it again, verified.
 		writePage(w, http.StatusUnauthorized, page{
 			Title:   "Verification needed",

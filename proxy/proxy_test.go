@@ -163,7 +163,7 @@ func TestForgedIdentityHeadersNeverReachUpstream(t *testing.T) {
 		t.Errorf("upstream Cookie %q; want only the app's cookies", got)
 	}
 	// X-Forwarded-* describe the real peer, never the client's claims
-	// (THREATS.md §D 36).
+	// (threat model case 36).
 	for h, v := range map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Host": "gateway.test", "X-Forwarded-Proto": "http", "Forwarded": ""} {
 		if got := strings.Join(r.Header.Values(h), ","); got != v {
 			t.Errorf("upstream %s = %q; want %q", h, got, v)
@@ -308,7 +308,7 @@ func TestWebsocketUpgradeOnlyAfterDecision(t *testing.T) {
 	}
 }
 
-// TestFramingAttacksNeverReachUpstream covers THREATS.md §B 24 and §I 73,
+// TestFramingAttacksNeverReachUpstream covers threat model case 24 and §I 73,
 // 74, 81 through Go's HTTP/1 server as stepgate runs it: ambiguous framing
 // is refused before the pipeline, and a request that expects 100-continue
 // is decided before its body is asked for.

@@ -8,7 +8,7 @@ import (
 
 // localRedirect returns the canonical form of rd if rd is a safe local path
 // to send a browser to after login, else "". rd is the value after query
-// decoding; it is not decoded again (THREATS.md §F 43–49).
+// decoding; it is not decoded again (threat model cases 43-49).
 //
 // It accepts only "/" followed by something no browser can read as another
 // origin: not "//" or "/\", no backslash, control, space or non-ASCII byte

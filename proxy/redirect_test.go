@@ -14,7 +14,7 @@ func TestLocalRedirect(t *testing.T) {
 		{"/account", "/account"},
 		{"/a/b?x=1&y=%2F", "/a/b?x=1&y=%2F"},
 		{"/a/./b/../c", "/a/c"},
-		// THREATS.md §F 43–49.
+		// threat model cases 43-49.
 		{"//evil.com", ""},
 		{"///evil.com", ""},
 		{"/\\evil.com", ""},

@@ -19,7 +19,7 @@ func acceptsHTML(r *http.Request) bool {
 }
 
 // isNavigation reports whether r is a browser navigation that may be answered
-// with a redirect to the IdP (DESIGN.md §5): GET or HEAD wanting HTML.
+// with a redirect to the IdP: GET or HEAD wanting HTML.
 func isNavigation(r *http.Request) bool {
 	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && acceptsHTML(r)
 }

@@ -17,7 +17,7 @@ import (
 const PendingLifetime = 10 * time.Minute
 
 // MaxPending bounds the pending-login cookies one browser holds, so parallel
-// tabs work but a redirect loop cannot pile up cookies (THREATS 72).
+// tabs work but a redirect loop cannot pile up cookies (threat model case 72).
 const MaxPending = 4
 
 // MaxCleared bounds the pending cookies one answer expires. Stale ones
@@ -36,7 +36,7 @@ type Pending struct {
 	ReturnTo string // local path (with query) to go back to
 
 	// Issuer and Subject are the session's when this is a step-up, so the
-	// callback can insist the new ID token names the same user (THREATS 55);
+	// callback can insist the new ID token names the same user (threat model case 55);
 	// "" on a first login.
 	Issuer, Subject string
 
@@ -132,7 +132,7 @@ func (s *Store) stalePending(r *http.Request, keep string, now time.Time) []stri
 
 // TakePending returns the pending login whose State equals state, which
 // arrived on the callback. Its cookie is expired on w whatever the outcome,
-// so each round trip completes at most once (THREATS 52).
+// so each round trip completes at most once (threat model case 52).
 func (s *Store) TakePending(w http.ResponseWriter, r *http.Request, state string, now time.Time) (Pending, error) {
 	if state == "" {
 		return Pending{}, errors.New("session: callback without state")

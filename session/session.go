@@ -7,7 +7,7 @@
 // Both are encrypted and authenticated (gorilla/securecookie: AES-256-CTR,
 // then HMAC-SHA256 over the cookie name, a timestamp and the ciphertext), with
 // keys derived per purpose from operator secrets, so a value sealed for one
-// purpose or one cookie name never opens as another (THREATS 66). The keys
+// purpose or one cookie name never opens as another (threat model case 66). The keys
 // are bound to the deployment (issuer and client_id) as well, and a session
 // naming another issuer is refused, so a cookie from staging never opens in
 // production even when the two share a secret (threat model case 85).
@@ -15,7 +15,7 @@
 // Cookies are host-only: with Secure set they use the "__Host-" prefix, which
 // browsers refuse to accept from a sibling subdomain, and a request carrying
 // two cookies of the session's name is rejected rather than guessed at
-// (THREATS 68). Every Save issues a new session ID (DESIGN §4).
+// (threat model case 68). Every Save issues a new session ID.
 //
 // Times passed in as now are the caller's clock. securecookie also checks the
 // age of every cookie against the real clock, as a backstop only: its limit
