@@ -125,6 +125,56 @@ func anyListed(got, want []string) bool {
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
+// Question is one request as it is decided: the canonical request, the
+// other methods it claims, and the levels required on top of its rule's.
+type Question struct {
+	Request
+
+	// Claimed lists other methods the request claims (override headers, a
+	// _method parameter), as sent. A backend may run any of them, so each
+	// is decided too; one that is no usable method is denied.
+	Claimed []string
+
+	// Extra lists levels that must be satisfied besides what the matched
+	// rule requires (a forward-auth ?level=). They only ever make the
+	// decision stricter.
+	Extra []*Level
+}
+
+// Decide matches q and decides it. The strictest outcome (see Stricter)
+// over the request's own method, every claimed method and every extra level
+// wins, so a POST-only rule cannot be dodged by a GET that the backend runs
+// as POST. It returns the rule that decided, never nil.
+//
+// This is the one decision path: the sidecar proxy and forward-auth both
+// ask it, and differ only in how they act on the answer.
+func (t *Table) Decide(q Question, f *Facts, now time.Time) (*Rule, Decision) {
+	rule := t.Match(q.Request)
+	if rule == nil {
+		rule = &Rule{Name: "none"}
+	}
+	d := Decide(rule, f, now)
+	for _, m := range q.Claimed {
+		req := q.Request
+		var err error
+		if req.Method, err = CanonicalMethod(strings.TrimSpace(m)); err != nil {
+			return rule, Decision{Action: Deny, Reason: "unusable method override"}
+		}
+		if r2 := t.Match(req); r2 != nil {
+			if d2 := Decide(r2, f, now); Stricter(d2, d) {
+				rule, d = r2, d2
+			}
+		}
+	}
+	for _, l := range q.Extra {
+		extra := &Rule{Name: rule.Name + "+" + l.Name, Access: Leveled, Level: l}
+		if d2 := Decide(extra, f, now); Stricter(d2, d) {
+			d = d2
+		}
+	}
+	return rule, d
+}
+
 // Stricter reports whether a asks more of a request than b, in the one order
 // of strictness that every mode shares: Allow, then Login, then Login for a
 // level, then StepUp, then Deny (and an invalid decision, which counts as

@@ -134,3 +134,62 @@ func TestStricter(t *testing.T) {
 		t.Errorf("an invalid decision is not ranked with Deny")
 	}
 }
+
+// Table.Decide is the one decision path of the proxy and forward-auth: the
+// strictest reading of a request wins.
+func TestTableDecide(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	mfa := &Level{Name: "mfa", SatisfiedBy: []Alternative{{AMR: []string{"mfa"}}}}
+	admin := &Level{Name: "admin", SatisfiedBy: []Alternative{{ACR: []string{"gold"}}}}
+	tab, err := NewTable([]Rule{
+		{Name: "read", Path: "/users/*", Methods: []string{"GET"}, Access: Authenticated},
+		{Name: "delete", Path: "/users/*", Methods: []string{"DELETE"}, Access: Leveled, Level: mfa},
+		{Name: "gone", Path: "/users/*", Methods: []string{"PURGE"}, Access: Denied},
+		{Name: "public", Path: "/public/**", Access: Public},
+	}, Rule{Name: "default", Access: Authenticated}, TableOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pwd := &Facts{Issuer: "i", Subject: "s", AMR: []string{"pwd"}, AuthTime: now}
+	strong := &Facts{Issuer: "i", Subject: "s", AMR: []string{"mfa"}, AuthTime: now}
+	get := Request{Method: "GET", Host: "h", Path: "/users/5"}
+	tests := []struct {
+		name       string
+		q          Question
+		f          *Facts
+		rule       string
+		action     Action
+		levelNamed string
+	}{
+		{"own method", Question{Request: get}, pwd, "read", Allow, ""},
+		{"claimed DELETE steps up", Question{Request: get, Claimed: []string{"DELETE"}}, pwd, "delete", StepUp, "mfa"},
+		{"claimed DELETE with padding", Question{Request: get, Claimed: []string{" DELETE "}}, pwd, "delete", StepUp, "mfa"},
+		{"claimed DELETE, satisfied", Question{Request: get, Claimed: []string{"DELETE"}}, strong, "read", Allow, ""},
+		{"strictest of several claims", Question{Request: get, Claimed: []string{"DELETE", "PURGE", "GET"}}, strong, "gone", Deny, ""},
+		{"lower-case claim is unusable", Question{Request: get, Claimed: []string{"delete"}}, strong, "read", Deny, ""},
+		{"empty claim is unusable", Question{Request: get, Claimed: []string{""}}, strong, "read", Deny, ""},
+		{"extra level on a public rule", Question{Request: Request{Method: "GET", Host: "h", Path: "/public/x"}, Extra: []*Level{admin}}, strong, "public", StepUp, "admin"},
+		{"extra level without a session", Question{Request: Request{Method: "GET", Host: "h", Path: "/public/x"}, Extra: []*Level{admin}}, nil, "public", Login, "admin"},
+		{"extra level never loosens a deny", Question{Request: get, Claimed: []string{"PURGE"}, Extra: []*Level{mfa}}, strong, "gone", Deny, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rule, d := tab.Decide(tc.q, tc.f, now)
+			if rule.Name != tc.rule || d.Action != tc.action {
+				t.Errorf("Decide = rule %q, %v (%s); want rule %q, %v", rule.Name, d.Action, d.Reason, tc.rule, tc.action)
+			}
+			if got := ""; d.Level != nil || tc.levelNamed != "" {
+				if d.Level != nil {
+					got = d.Level.Name
+				}
+				if got != tc.levelNamed {
+					t.Errorf("Decide level %q; want %q", got, tc.levelNamed)
+				}
+			}
+		})
+	}
+	var none *Table
+	if _, d := none.Decide(Question{Request: get}, strong, now); d.Action != Deny {
+		t.Errorf("nil table decided %v; want deny", d.Action)
+	}
+}

@@ -87,12 +87,6 @@ func forwardAuthSuffixed(path string) string {
 	return "/auth"
 }
 
-// original is the request an ingress asks about.
-type original struct {
-	target
-	navigation bool // a browser navigation, which may be answered with a 302
-}
-
 // forwardAuth serves /.stepgate/auth and /.stepgate/auth/<original path>.
 func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, ev *event) {
 	ev.action = "forward_auth"
@@ -103,7 +97,7 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 		return
 	}
 	var (
-		o    original
+		o    target // the request the ingress asks about
 		opts url.Values
 		err  error
 	)
@@ -121,7 +115,6 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 		return
 	}
 	ev.path = o.Path
-	o.navigation = (o.Method == http.MethodGet || o.Method == http.MethodHead) && acceptsHTML(r)
 
 	var levels []*policy.Level
 	for _, name := range append(opts["level"], r.Header.Values(HeaderAuthLevel)...) {
@@ -143,15 +136,7 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 
 	now := h.now()
 	facts := h.loadFacts(r, now, ev)
-	rule, d := h.decide(o.target, claimedMethods(r.Header, o.Query), facts, now)
-	for _, l := range levels {
-		extra := &policy.Rule{Name: rule.Name + "+" + l.Name, Access: policy.Leveled, Level: l}
-		if d2 := policy.Decide(extra, facts, now); strictness(d2) > strictness(d) {
-			d = d2
-		}
-	}
-	ev.route, ev.reason = rule.Name, d.Reason
-	h.metrics.decision(rule.Name, d.Action)
+	_, d := h.decide(r, o, levels, facts, now, ev)
 
 	switch d.Action {
 	case policy.Allow:
@@ -160,15 +145,8 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 		w.WriteHeader(http.StatusOK)
 	case policy.Login, policy.StepUp:
 		ev.action = "forward_auth_" + d.Action.String()
-		rd := o.Path
-		if o.Query != "" {
-			rd += "?" + o.Query
-		}
-		if rd = localRedirect(rd); rd == "" {
-			rd = "/"
-		}
-		signin := h.origin() + loginPath(d.Level, rd)
-		if o.navigation && redirectMode(opts, r.Header) {
+		signin := h.origin() + loginPath(d.Level, o.returnPath())
+		if isNavigation(o.Method, r) && redirectMode(opts, r.Header) {
 			http.Redirect(w, r, signin, http.StatusFound)
 			return
 		}
@@ -271,49 +249,49 @@ func single(hdr http.Header, names ...string) (v string, ok bool, err error) {
 // Every alias that is present must agree: an ingress sets one of them, a
 // client may have added another, and believing either would let the client
 // choose what is decided (threat model case 26).
-func originalFromHeaders(hdr http.Header, opt policy.PathOptions) (original, error) {
+func originalFromHeaders(hdr http.Header, opt policy.PathOptions) (target, error) {
 	if err := connectionNames(hdr); err != nil {
-		return original{}, err
+		return target{}, err
 	}
 	method, ok, err := single(hdr, "X-Forwarded-Method", "X-Original-Method")
 	if err != nil || !ok {
-		return original{}, errAmbiguous
+		return target{}, errAmbiguous
 	}
 	uri, uriOK, err := single(hdr, "X-Forwarded-Uri", "X-Original-Uri")
 	if err != nil {
-		return original{}, err
+		return target{}, err
 	}
 	host, hostOK, err := single(hdr, "X-Forwarded-Host")
 	if err != nil {
-		return original{}, err
+		return target{}, err
 	}
 	if full, ok, err := single(hdr, "X-Original-Url"); err != nil {
-		return original{}, err
+		return target{}, err
 	} else if ok {
 		uHost, uURI, err := splitAbsoluteURL(full)
 		if err != nil {
-			return original{}, err
+			return target{}, err
 		}
 		if (uriOK && uURI != uri) || (hostOK && !sameHost(uHost, host)) {
-			return original{}, errAmbiguous
+			return target{}, errAmbiguous
 		}
 		uri, uriOK, host, hostOK = uURI, true, uHost, true
 	}
 	if !uriOK || !hostOK {
-		return original{}, errAmbiguous
+		return target{}, errAmbiguous
 	}
 	return canonicalOriginal(method, host, uri, opt)
 }
 
 // originalFromPrefix reads the original request from a path-prefix auth
 // request: /.stepgate/auth/admin/x?q is GET <Host>/admin/x?q.
-func originalFromPrefix(r *http.Request, opt policy.PathOptions) (original, error) {
+func originalFromPrefix(r *http.Request, opt policy.PathOptions) (target, error) {
 	// A request that also carries the header shape's description was meant
 	// for /.stepgate/auth (say, an nginx location that proxies to
 	// /.stepgate/auth/): deciding on its path would decide about "/".
 	for _, n := range forwardAuthInputs {
 		if _, ok := r.Header[n]; ok {
-			return original{}, ambiguous("path-prefix auth request also carries " + n)
+			return target{}, ambiguous("path-prefix auth request also carries " + n)
 		}
 	}
 	uri := r.RequestURI
@@ -321,7 +299,7 @@ func originalFromPrefix(r *http.Request, opt policy.PathOptions) (original, erro
 	// only the exact spelling is accepted, so that what follows it is
 	// exactly the original request-target.
 	if !strings.HasPrefix(uri, authPath+"/") {
-		return original{}, ambiguous("path-prefix auth request not under " + authPath + "/")
+		return target{}, ambiguous("path-prefix auth request not under " + authPath + "/")
 	}
 	return canonicalOriginal(r.Method, r.Host, uri[len(authPath):], opt)
 }
@@ -329,19 +307,19 @@ func originalFromPrefix(r *http.Request, opt policy.PathOptions) (original, erro
 // canonicalOriginal canonicalizes method, host and an origin-form URI with
 // exactly the rules the proxy applies to the requests it serves, and
 // accepts the path only if it already is canonical.
-func canonicalOriginal(method, host, uri string, opt policy.PathOptions) (original, error) {
+func canonicalOriginal(method, host, uri string, opt policy.PathOptions) (target, error) {
 	if uri == "" || uri[0] != '/' {
-		return original{}, malformed("forwarded URI is not a path")
+		return target{}, malformed("forwarded URI is not a path")
 	}
 	for i := 0; i < len(uri); i++ {
 		if c := uri[i]; c < 0x21 || c >= 0x7f || c == '#' {
-			return original{}, malformed("forwarded URI has a character a request-target cannot")
+			return target{}, malformed("forwarded URI has a character a request-target cannot")
 		}
 	}
 	path, query, _ := strings.Cut(uri, "?")
 	req, err := policy.Canonical(method, host, path, opt)
 	if err != nil {
-		return original{}, malformed(rejectReason(err))
+		return target{}, malformed(rejectReason(err))
 	}
 	if req.Path != path {
 		// The ingress forwards the path as the client wrote it, not our
@@ -349,9 +327,9 @@ func canonicalOriginal(method, host, uri string, opt policy.PathOptions) (origin
 		// another request than the one the app receives: "/admin/x/../../public"
 		// is "/public" here but may be routed under /admin by an app that does
 		// not resolve dot segments (threat model case 29).
-		return original{}, malformed("forwarded path is not in canonical form")
+		return target{}, malformed("forwarded path is not in canonical form")
 	}
-	return original{target: target{Request: req, Query: query}}, nil
+	return target{Request: req, Query: query}, nil
 }
 
 // splitAbsoluteURL splits an http(s) URL into its authority and its

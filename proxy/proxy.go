@@ -170,8 +170,8 @@ func NewTransport() *http.Transport {
 	}
 }
 
-// ServeHTTP is the pipeline of the request pipeline: canonicalize, match, load the
-// session, decide, act.
+// ServeHTTP is the request pipeline: canonicalize, match, load the session,
+// decide, act.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	rec := &recorder{ResponseWriter: w}
@@ -210,9 +210,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if st != nil {
 		facts = &st.Facts
 	}
-	rule, d := h.decide(t, claimedMethods(r.Header, t.Query), facts, start)
-	ev.route, ev.action, ev.reason = rule.Name, d.Action.String(), d.Reason
-	h.metrics.decision(rule.Name, d.Action)
+	rule, d := h.decide(r, t, nil, facts, start, &ev)
+	ev.action = d.Action.String()
 
 	switch d.Action {
 	case policy.Allow:
@@ -271,40 +270,16 @@ func (h *Handler) loadSession(r *http.Request, now time.Time, ev *event) *sessio
 	return &st
 }
 
-// decide matches t and decides. When the request also claims other methods
-// through override headers or _method, each is decided too and the strictest
-// outcome wins, so "POST-only" rules cannot be dodged by a GET that the
-// backend executes as POST.
-func (h *Handler) decide(t target, overrides []string, f *policy.Facts, now time.Time) (*policy.Rule, policy.Decision) {
-	rule := h.table.Match(t.Request)
-	d := policy.Decide(rule, f, now)
-	for _, m := range overrides {
-		req := t.Request
-		var err error
-		if req.Method, err = policy.CanonicalMethod(strings.TrimSpace(m)); err != nil {
-			return rule, policy.Decision{Action: policy.Deny, Reason: "unusable method override"}
-		}
-		r2 := h.table.Match(req)
-		if d2 := policy.Decide(r2, f, now); strictness(d2) > strictness(d) {
-			rule, d = r2, d2
-		}
-	}
+// decide asks policy about t, as both the proxy and forward-auth do: the
+// methods the request also claims (override headers, _method) and any extra
+// levels are decided too, and the strictest outcome wins. It records the
+// outcome in the access line and the metrics.
+func (h *Handler) decide(r *http.Request, t target, extra []*policy.Level, f *policy.Facts, now time.Time, ev *event) (*policy.Rule, policy.Decision) {
+	q := policy.Question{Request: t.Request, Claimed: claimedMethods(r.Header, t.Query), Extra: extra}
+	rule, d := h.table.Decide(q, f, now)
+	ev.route, ev.reason = rule.Name, d.Reason
+	h.metrics.decision(rule.Name, d.Action)
 	return rule, d
-}
-
-func strictness(d policy.Decision) int {
-	switch d.Action {
-	case policy.Allow:
-		return 0
-	case policy.Login:
-		if d.Level == nil {
-			return 1
-		}
-		return 2
-	case policy.StepUp:
-		return 3
-	}
-	return 4 // Deny and anything invalid
 }
 
 func rejectReason(err error) string {
@@ -317,12 +292,8 @@ func rejectReason(err error) string {
 
 // needAuth answers a request that needs a login or a step-up first.
 func (h *Handler) needAuth(w http.ResponseWriter, r *http.Request, t target, d policy.Decision, f *policy.Facts) {
-	if isNavigation(r) {
-		rd := t.Path
-		if t.Query != "" {
-			rd += "?" + t.Query
-		}
-		h.startFlow(w, r, d.Level, localRedirect(rd), f)
+	if isNavigation(r.Method, r) {
+		h.startFlow(w, r, d.Level, t.returnPath(), f)
 		return
 	}
 	if acceptsHTML(r) {
@@ -337,7 +308,7 @@ func (h *Handler) needAuth(w http.ResponseWriter, r *http.Request, t target, d p
 		})
 		return
 	}
-	challenge(w, d, loginPath(d.Level, localRedirect(t.Path)))
+	challenge(w, d, loginPath(d.Level, t.returnPath()))
 }
 
 // loginPath is the /.stepgate/login URL that starts a flow for level and

@@ -19,9 +19,10 @@ func acceptsHTML(r *http.Request) bool {
 }
 
 // isNavigation reports whether r is a browser navigation that may be answered
-// with a redirect to the IdP: GET or HEAD wanting HTML.
-func isNavigation(r *http.Request) bool {
-	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && acceptsHTML(r)
+// with a redirect to the IdP: GET or HEAD wanting HTML. method is r's own,
+// or in forward-auth the method of the request the ingress describes.
+func isNavigation(method string, r *http.Request) bool {
+	return (method == http.MethodGet || method == http.MethodHead) && acceptsHTML(r)
 }
 
 // sameOrigin reports whether r was sent by a page of the public origin: its

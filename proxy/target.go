@@ -16,6 +16,19 @@ type target struct {
 	Query string // raw query, forwarded unchanged; never used for matching
 }
 
+// returnPath is where a browser goes back to after the login or step-up t
+// needs: t's path and query when that is a safe local path, else "/".
+func (t target) returnPath() string {
+	rd := t.Path
+	if t.Query != "" {
+		rd += "?" + t.Query
+	}
+	if rd = localRedirect(rd); rd == "" {
+		return "/"
+	}
+	return rd
+}
+
 // rawPath returns the request path as it arrived on the wire. r.URL.Path is
 // already decoded (so %2F and / look alike there); the request-target in
 // RequestURI is what the client sent, for HTTP/1 and for HTTP/2's :path.
