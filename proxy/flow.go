@@ -52,8 +52,7 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, level *polic
 	}
 	p, err := session.NewPending(name, rd, h.now())
 	if err != nil {
-		h.log.Error("cannot start login", "err", err)
-		fail(w, r, http.StatusInternalServerError, "internal", "Something went wrong.")
+		h.internalError(w, r, "cannot start login", err)
 		return
 	}
 	ar := oidc.AuthRequest{State: p.State, Nonce: p.Nonce, Verifier: p.Verifier, Level: level}
@@ -67,8 +66,7 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, level *polic
 		kind = "step_up"
 	}
 	if err := h.sessions.SavePending(w, r, p); err != nil {
-		h.log.Error("cannot save login state", "err", err)
-		fail(w, r, http.StatusInternalServerError, "internal", "Something went wrong.")
+		h.internalError(w, r, "cannot save login state", err)
 		return
 	}
 	h.audit(kind+"_start", "level", name, "sub", p.Subject)
@@ -82,43 +80,54 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, level *polic
 // verified, and only the claims that come back decide.
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request, ev *event) {
 	w.Header().Set("Referrer-Policy", "no-referrer") // the URL carries the code
-	q := r.URL.Query()
-	p, err := h.sessions.TakePending(w, r, q.Get("state"), h.now())
+	p, err := h.sessions.TakePending(w, r, r.URL.Query().Get("state"), h.now())
 	if err != nil {
-		h.audit("callback_failure", "reason", "no matching login state")
-		h.metrics.flow("callback", "bad_state")
-		fail(w, r, http.StatusBadRequest, "invalid_state", "This sign-in link is invalid or has expired. Go back to the page you wanted and try again.")
+		h.failFlow(w, r, "callback", nil, errBadState)
 		return
 	}
-	kind := "login"
-	if p.Subject != "" {
-		kind = "step_up"
+	f, fe := h.exchange(w, r, &p)
+	if fe != nil {
+		h.failFlow(w, r, p.Kind(), &p, fe)
+		return
 	}
+	if _, err := h.sessions.Save(w, f, h.now()); err != nil {
+		h.internalError(w, r, "cannot save session", err)
+		return
+	}
+	ev.subject = f.Subject
+	h.audit(p.Kind()+"_success", "level", p.Level, "sub", f.Subject, "acr", f.ACR, "amr", f.AMR)
+	h.metrics.flow(p.Kind(), "success")
+	rd := localRedirect(p.ReturnTo)
+	if rd == "" {
+		rd = "/"
+	}
+	noStore(w)
+	http.Redirect(w, r, rd, http.StatusFound)
+}
+
+// exchange turns the callback of the round trip p into the facts of a new
+// session, or says why it cannot: the IdP refused, the code is missing, the
+// ID token is invalid, names another user, or does not meet the level.
+func (h *Handler) exchange(w http.ResponseWriter, r *http.Request, p *session.Pending) (policy.Facts, *flowError) {
+	q := r.URL.Query()
 	var level *policy.Level
 	if p.Level != "" {
 		if level = h.levels[p.Level]; level == nil {
-			h.audit(kind+"_failure", "reason", "level no longer configured", "level", p.Level)
-			fail(w, r, http.StatusForbidden, "step_up_failed", stepUpFailedMsg)
-			return
+			return policy.Facts{}, errLevelGone
 		}
 	}
 	if e := q.Get("error"); e != "" {
 		// The IdP refused (unmet_authentication_requirements, access_denied,
 		// login_required...). The state is consumed; never redirect again.
-		h.audit(kind+"_failure", "level", p.Level, "sub", p.Subject, "reason", "idp error", "error", oauthErrorCode(e))
-		h.metrics.flow(kind, "idp_error")
-		fail(w, r, http.StatusForbidden, "step_up_failed", stepUpFailedMsg)
-		return
+		return policy.Facts{}, errIdP.with("error", oauthErrorCode(e))
 	}
 	c := h.oidc.Load()
+	if c == nil {
+		return policy.Facts{}, errNotReady
+	}
 	code := q.Get("code")
-	if c == nil || code == "" {
-		status := http.StatusBadRequest
-		if c == nil {
-			status = http.StatusServiceUnavailable
-		}
-		fail(w, r, status, "invalid_request", "Sign-in could not be completed. Go back to the page you wanted and try again.")
-		return
+	if code == "" {
+		return policy.Facts{}, errNoCode
 	}
 	want := oidc.Expect{Nonce: p.Nonce, Verifier: p.Verifier, Level: level}
 	if p.Subject != "" {
@@ -128,39 +137,77 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, ev *event) {
 	var sue *oidc.StepUpError
 	switch {
 	case err == nil:
+		return f, nil
 	case errors.Is(err, oidc.ErrSubjectMismatch):
 		// Someone completed the step-up as another account: the session
 		// this flow started from can no longer be trusted (threat model case 55).
 		h.sessions.Clear(w)
-		h.audit(kind+"_failure", "level", p.Level, "sub", p.Subject, "reason", "subject mismatch; session ended")
-		h.metrics.flow(kind, "subject_mismatch")
-		fail(w, r, http.StatusForbidden, "session_ended", "The verification was completed by a different account, so you have been signed out.")
-		return
+		return policy.Facts{}, errOtherSubject
 	case errors.As(err, &sue):
-		h.audit(kind+"_failure", "level", p.Level, "sub", p.Subject, "reason", sue.Reason)
-		h.metrics.flow(kind, "unsatisfied")
-		fail(w, r, http.StatusForbidden, "step_up_failed", stepUpFailedMsg)
-		return
-	default:
-		h.audit(kind+"_failure", "level", p.Level, "sub", p.Subject, "reason", err.Error())
-		h.metrics.flow(kind, "invalid_token")
-		fail(w, r, http.StatusForbidden, "login_failed", "Sign-in could not be completed. Go back to the page you wanted and try again.")
-		return
+		return policy.Facts{}, errUnsatisfied.because(sue.Reason)
 	}
-	if _, err := h.sessions.Save(w, f, h.now()); err != nil {
-		h.log.Error("cannot save session", "err", err)
-		fail(w, r, http.StatusInternalServerError, "internal", "Something went wrong.")
-		return
+	return policy.Facts{}, errInvalidToken.because(err.Error())
+}
+
+// flowError ends a login or step-up round trip without a session. status,
+// code and msg are all the client sees; outcome labels the flow metric, and
+// reason and attrs go to the audit log only, never to the client.
+type flowError struct {
+	status    int
+	code, msg string
+	outcome   string // "" counts nothing
+	reason    string
+	attrs     []any
+}
+
+const tryAgainMsg = "Sign-in could not be completed. Go back to the page you wanted and try again."
+
+var (
+	errBadState = &flowError{status: http.StatusBadRequest, code: "invalid_state", outcome: "bad_state", reason: "no matching login state",
+		msg: "This sign-in link is invalid or has expired. Go back to the page you wanted and try again."}
+	errLevelGone    = &flowError{status: http.StatusForbidden, code: "step_up_failed", msg: stepUpFailedMsg, reason: "level no longer configured"}
+	errIdP          = &flowError{status: http.StatusForbidden, code: "step_up_failed", msg: stepUpFailedMsg, outcome: "idp_error", reason: "idp error"}
+	errNotReady     = &flowError{status: http.StatusServiceUnavailable, code: "invalid_request", msg: tryAgainMsg, reason: "identity provider not ready"}
+	errNoCode       = &flowError{status: http.StatusBadRequest, code: "invalid_request", msg: tryAgainMsg, reason: "callback without code"}
+	errOtherSubject = &flowError{status: http.StatusForbidden, code: "session_ended", outcome: "subject_mismatch", reason: "subject mismatch; session ended",
+		msg: "The verification was completed by a different account, so you have been signed out."}
+	errUnsatisfied  = &flowError{status: http.StatusForbidden, code: "step_up_failed", msg: stepUpFailedMsg, outcome: "unsatisfied"}
+	errInvalidToken = &flowError{status: http.StatusForbidden, code: "login_failed", msg: tryAgainMsg, outcome: "invalid_token"}
+)
+
+// because returns a copy of e whose audit reason is reason.
+func (e *flowError) because(reason string) *flowError {
+	c := *e
+	c.reason = reason
+	return &c
+}
+
+// with returns a copy of e with more audit attributes.
+func (e *flowError) with(attrs ...any) *flowError {
+	c := *e
+	c.attrs = append(append([]any(nil), e.attrs...), attrs...)
+	return &c
+}
+
+// failFlow audits and counts the failure of a round trip of kind (p is nil
+// when no pending flow matched), then answers with e's public part.
+func (h *Handler) failFlow(w http.ResponseWriter, r *http.Request, kind string, p *session.Pending, e *flowError) {
+	attrs := []any{"reason", e.reason}
+	if p != nil {
+		attrs = append(attrs, "level", p.Level, "sub", p.Subject)
 	}
-	ev.subject = f.Subject
-	h.audit(kind+"_success", "level", p.Level, "sub", f.Subject, "acr", f.ACR, "amr", f.AMR)
-	h.metrics.flow(kind, "success")
-	rd := localRedirect(p.ReturnTo)
-	if rd == "" {
-		rd = "/"
+	h.audit(kind+"_failure", append(attrs, e.attrs...)...)
+	if e.outcome != "" {
+		h.metrics.flow(kind, e.outcome)
 	}
-	noStore(w)
-	http.Redirect(w, r, rd, http.StatusFound)
+	fail(w, r, e.status, e.code, e.msg)
+}
+
+// internalError logs what went wrong inside the gateway and answers a
+// fixed 500: internal error text never reaches a client.
+func (h *Handler) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	h.log.Error(what, "err", err)
+	fail(w, r, http.StatusInternalServerError, "internal", "Something went wrong.")
 }
 
 // oauthErrorCode keeps an IdP's error parameter loggable: error codes are

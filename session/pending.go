@@ -166,6 +166,15 @@ func (s *Store) TakePending(w http.ResponseWriter, r *http.Request, state string
 	return p, nil
 }
 
+// Kind is "step_up" for a round trip started from a session, else "login",
+// as audit events and metrics name them.
+func (p *Pending) Kind() string {
+	if p.Subject != "" {
+		return "step_up"
+	}
+	return "login"
+}
+
 func (p *Pending) expired(now time.Time) bool {
 	return now.After(p.Created.Add(PendingLifetime))
 }
