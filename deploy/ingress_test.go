@@ -15,8 +15,7 @@ import (
 // them must never reach /.stepgate/auth: X-Stepgate-Level: junk would be a
 // 400 and X-Stepgate-Mode: redirect a 302, both of which nginx auth_request
 // turns into a 500 (threat model case 90).
-var stepgateHeaders = append(slices.Clone(proxy.IdentityHeaders),
-	proxy.HeaderAuthLevel, proxy.HeaderAuthMode, proxy.HeaderSignin, proxy.HeaderReason)
+var stepgateHeaders = proxy.GatewayHeaders()
 
 // describing are the headers that describe the original request. An ingress
 // that sets one of them must not let a client add another (stepgate then

@@ -482,12 +482,6 @@ func (t *Table) Match(r Request) *Rule {
 	return &t.def
 }
 
-// Rules returns a copy of the rules t was built from, in file order.
-func (t *Table) Rules() []Rule { return slices.Clone(t.rules) }
-
-// Default returns the rule for requests no rule matches.
-func (t *Table) Default() *Rule { return &t.def }
-
 type matcher struct {
 	rules  []Rule
 	path   string

@@ -224,7 +224,7 @@ func TestForwardAuthIdentityHeadersAlwaysPresent(t *testing.T) {
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d; want 200", resp.StatusCode)
 			}
-			for _, name := range IdentityHeaders {
+			for _, name := range identityHeaders {
 				vals, ok := resp.Header[name]
 				if !ok || len(vals) != 1 {
 					t.Errorf("%s: %q; want exactly one value, present even when empty", name, vals)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -17,8 +18,15 @@ const (
 	HeaderAuthTime = "X-Stepgate-Auth-Time"
 )
 
-// IdentityHeaders is every header stepgate sets, in a stable order.
-var IdentityHeaders = []string{HeaderSubject, HeaderEmail, HeaderACR, HeaderAMR, HeaderAuthTime}
+// identityHeaders is every identity header stepgate sets, in a stable order.
+var identityHeaders = []string{HeaderSubject, HeaderEmail, HeaderACR, HeaderAMR, HeaderAuthTime}
+
+// GatewayHeaders returns the name of every X-Stepgate-* header the gateway
+// sets or reads: the identity headers, and forward-auth's. An ingress in
+// front of stepgate must never pass a client's copy of any of them.
+func GatewayHeaders() []string {
+	return append(slices.Clone(identityHeaders), HeaderAuthLevel, HeaderAuthMode, HeaderSignin, HeaderReason)
+}
 
 // headerFilter recognizes header names that only the gateway may send
 // upstream, in any spelling a backend might fold into the same name: case,
@@ -39,7 +47,7 @@ func newHeaderFilter(extra []string) *headerFilter {
 			f.first[c-('a'-'A')] = true
 		}
 	}
-	for _, n := range IdentityHeaders {
+	for _, n := range identityHeaders {
 		add(n)
 	}
 	for _, n := range extra {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stepgate/stepgate/policy"
@@ -49,7 +50,8 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // event is what one request's access-log line says.
 type event struct {
-	route, action, reason, path, subject, session string
+	route, action, reason, path, subject string
+	session                              string // "invalid" when a session cookie was sent but did not open
 }
 
 // logRequest writes one line per request. The path is the canonical path
@@ -78,6 +80,9 @@ func (h *Handler) logRequest(r *http.Request, rec *recorder, ev *event, start ti
 		slog.Int("status", status),
 		slog.Duration("duration", h.now().Sub(start)),
 	)
+	if ev.session != "" {
+		line.AddAttrs(slog.String("session", ev.session)) // "invalid": a cookie that did not open
+	}
 	_ = lh.Handle(r.Context(), line)
 }
 
@@ -95,18 +100,18 @@ func statusClass(s int) string {
 	return "5xx"
 }
 
-// Metrics are the gateway's Prometheus collectors. Labels are rule names and
+// metrics are the gateway's Prometheus collectors. Labels are rule names and
 // fixed words, never raw paths, so cardinality stays bounded.
-type Metrics struct {
+type metrics struct {
 	reg       *prometheus.Registry
 	requests  *prometheus.CounterVec
 	decisions *prometheus.CounterVec
 	flows     *prometheus.CounterVec
 }
 
-// NewMetrics registers the collectors on a fresh registry.
-func NewMetrics() *Metrics {
-	m := &Metrics{
+// newMetrics registers the collectors on a fresh registry.
+func newMetrics() *metrics {
+	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stepgate_requests_total", Help: "Requests served on the public listener, by status class.",
@@ -119,15 +124,15 @@ func NewMetrics() *Metrics {
 		}, []string{"kind", "outcome"}),
 	}
 	m.reg.MustRegister(m.requests, m.decisions, m.flows,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-func (m *Metrics) decision(route string, a policy.Action) {
+func (m *metrics) decision(route string, a policy.Action) {
 	m.decisions.WithLabelValues(route, a.String()).Inc()
 }
 
-func (m *Metrics) flow(kind, outcome string) { m.flows.WithLabelValues(kind, outcome).Inc() }
+func (m *metrics) flow(kind, outcome string) { m.flows.WithLabelValues(kind, outcome).Inc() }
 
 // Admin serves /healthz, /readyz and /metrics. It belongs on admin_listen,
 // never on the public listener.

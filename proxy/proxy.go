@@ -52,9 +52,8 @@ type Config struct {
 	// Zero means 5s.
 	BodyDiscardTimeout time.Duration
 
-	Transport http.RoundTripper // optional; defaults to NewTransport()
+	Transport http.RoundTripper // optional; defaults to newTransport()
 	Logger    *slog.Logger      // optional; defaults to slog.Default()
-	Metrics   *Metrics          // optional; defaults to NewMetrics()
 	Now       func() time.Time  // optional clock (tests)
 }
 
@@ -69,7 +68,7 @@ type Handler struct {
 	filter    *headerFilter
 	trusted   []netip.Prefix
 	log       *slog.Logger
-	metrics   *Metrics
+	metrics   *metrics
 	now       func() time.Time
 	rp        *httputil.ReverseProxy
 	oidc      atomic.Pointer[oidc.Client]
@@ -98,7 +97,6 @@ func New(cfg Config) (*Handler, error) {
 		filter:    newHeaderFilter(cfg.IdentityHeaders),
 		trusted:   cfg.TrustedProxies,
 		log:       cfg.Logger,
-		metrics:   cfg.Metrics,
 		now:       cfg.Now,
 
 		bodyIdle:    cmp.Or(cfg.BodyIdleTimeout, defaultBodyIdleTimeout),
@@ -110,16 +108,14 @@ func New(cfg Config) (*Handler, error) {
 	if h.log == nil {
 		h.log = slog.Default()
 	}
-	if h.metrics == nil {
-		h.metrics = NewMetrics()
-	}
+	h.metrics = newMetrics()
 	if h.now == nil {
 		h.now = time.Now
 	}
 	if h.upstream != nil {
 		tr := cfg.Transport
 		if tr == nil {
-			tr = NewTransport()
+			tr = newTransport()
 		}
 		h.rp = &httputil.ReverseProxy{
 			Rewrite:      h.rewrite,
@@ -151,9 +147,9 @@ func (h *Handler) SetOIDC(c *oidc.Client) { h.oidc.Store(c) }
 // Ready reports whether the handler can start logins.
 func (h *Handler) Ready() bool { return h.oidc.Load() != nil }
 
-// NewTransport returns the transport used to reach the upstream, with every
+// newTransport returns the transport used to reach the upstream, with every
 // timeout and limit chosen deliberately rather than left at zero.
-func NewTransport() *http.Transport {
+func newTransport() *http.Transport {
 	return &http.Transport{
 		Proxy: nil, // never send the protected app's traffic through an environment proxy
 		DialContext: (&net.Dialer{
@@ -385,7 +381,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 	h.filter.strip(pr.Out.Header)
 	stripOwnCookies(pr.Out.Header, h.sessions.CookieName())
-	for _, name := range IdentityHeaders {
+	for _, name := range identityHeaders {
 		pr.Out.Header[name] = pr.In.Header[name]
 	}
 	// An ingress in trusted_proxies keeps its X-Forwarded-For chain, so an
