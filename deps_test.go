@@ -15,11 +15,12 @@ func TestDeps(t *testing.T) {
 	const mod = "github.com/stepgate/stepgate"
 	forbidden := map[string][]string{
 		"./policy":  {mod + "/"}, // nothing of ours
-		"./config":  {mod + "/proxy", mod + "/oidc", mod + "/session", mod + "/devidp"},
-		"./oidc":    {mod + "/proxy", mod + "/session", mod + "/config", mod + "/devidp", "github.com/gorilla/"},
-		"./session": {mod + "/proxy", mod + "/oidc", mod + "/config", mod + "/devidp", "github.com/coreos/go-oidc"},
-		"./proxy":   {mod + "/config", mod + "/devidp"},
-		"./devidp":  {mod + "/proxy", mod + "/oidc", mod + "/session", mod + "/config"},
+		"./config":  {mod + "/proxy", mod + "/oidc", mod + "/session", mod + "/gateway", mod + "/devidp", mod + "/demo"},
+		"./oidc":    {mod + "/proxy", mod + "/session", mod + "/config", mod + "/gateway", mod + "/devidp", mod + "/demo", "github.com/gorilla/"},
+		"./session": {mod + "/proxy", mod + "/oidc", mod + "/config", mod + "/gateway", mod + "/devidp", mod + "/demo", "github.com/coreos/go-oidc"},
+		"./proxy":   {mod + "/config", mod + "/gateway", mod + "/devidp", mod + "/demo"},
+		"./gateway": {mod + "/devidp", mod + "/demo", "github.com/zitadel/"},
+		"./devidp":  {mod + "/proxy", mod + "/oidc", mod + "/session", mod + "/config", mod + "/gateway"},
 		"./demoapp": {mod + "/"},
 	}
 	for pkg, bad := range forbidden {

@@ -10,25 +10,20 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/stepgate/stepgate/config"
-	"github.com/stepgate/stepgate/oidc"
+	"github.com/stepgate/stepgate/gateway"
 	"github.com/stepgate/stepgate/policy"
-	"github.com/stepgate/stepgate/proxy"
-	"github.com/stepgate/stepgate/session"
 )
 
 func main() {
@@ -218,72 +213,6 @@ func describe(r *policy.Rule) string {
 	return s
 }
 
-// gateway is a running stepgate: the public handler and its two servers.
-type gateway struct {
-	handler *proxy.Handler
-	public  *http.Server
-	admin   *http.Server
-}
-
-// newGateway wires a validated configuration into servers. now is the
-// gateway's clock; tests pass their own. Discovery of the
-// IdP happens in the background (see serve), so a slow IdP delays readiness,
-// not start-up.
-func newGateway(cfg *config.Config, logger *slog.Logger, now func() time.Time) (*gateway, oidc.Config, error) {
-	store, err := session.New(session.Config{
-		Secrets:  cfg.Session.Secrets,
-		Lifetime: cfg.Session.Lifetime,
-		Secure:   cfg.PublicURL.Scheme == "https",
-		Issuer:   cfg.OIDC.Issuer,
-		ClientID: cfg.OIDC.ClientID,
-	})
-	if err != nil {
-		return nil, oidc.Config{}, err
-	}
-	h, err := proxy.New(proxy.Config{
-		Table:           cfg.Table,
-		PathOptions:     cfg.PathOptions(),
-		Levels:          cfg.Levels,
-		Sessions:        store,
-		Upstream:        cfg.Upstream,
-		PublicURL:       cfg.PublicURL,
-		IdentityHeaders: cfg.IdentityHeaders,
-		TrustedProxies:  cfg.TrustedProxies,
-		Logger:          logger,
-		Now:             now,
-	})
-	if err != nil {
-		return nil, oidc.Config{}, err
-	}
-	oc := oidc.Config{
-		Issuer:       cfg.OIDC.Issuer,
-		ClientID:     cfg.OIDC.ClientID,
-		ClientSecret: cfg.OIDC.ClientSecret,
-		RedirectURL:  cfg.PublicURL.String() + "/.stepgate/callback",
-		Scopes:       cfg.OIDC.Scopes,
-	}
-	return &gateway{
-		handler: h,
-		public:  newServer(cfg.Listen, h),
-		admin:   newServer(cfg.AdminListen, proxy.Admin(h)),
-	}, oc, nil
-}
-
-// newServer sets every server limit deliberately. There is no WriteTimeout
-// or ReadTimeout: downloads, uploads and websockets may be long, and the
-// upstream transport bounds the wait for its answer. Request bodies get
-// per-request read deadlines from the proxy instead (an idle limit when
-// forwarded, a short bounded read before the gateway's own answers).
-func newServer(addr string, h http.Handler) *http.Server {
-	return &http.Server{
-		Addr:              addr,
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10, // a cookie bomb gets 431, never a pass-through
-	}
-}
-
 func serve(ctx context.Context, path string, stderr io.Writer) int {
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	cfg, err := config.Load(path)
@@ -294,53 +223,13 @@ func serve(ctx context.Context, path string, stderr io.Writer) int {
 	for _, w := range config.Warnings(cfg) {
 		logger.Warn("config", "warning", w)
 	}
-	g, oc, err := newGateway(cfg, logger, time.Now)
+	g, err := gateway.New(cfg, gateway.Options{Logger: logger})
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return 1
 	}
-	return g.run(ctx, oc, logger)
-}
-
-// run serves until ctx ends, then drains in-flight requests.
-func (g *gateway) run(ctx context.Context, oc oidc.Config, logger *slog.Logger) int {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		c, err := oidc.Dial(ctx, oc, func(err error, wait time.Duration) {
-			logger.Warn("identity provider discovery failed; retrying", "issuer", oc.Issuer, "err", err, "retry_in", wait.String())
-		})
-		if err != nil {
-			return // ctx ended
-		}
-		g.handler.SetOIDC(c)
-		logger.Info("identity provider ready", "issuer", oc.Issuer)
-	}()
-
-	errc := make(chan error, 2)
-	for _, s := range []*http.Server{g.public, g.admin} {
-		go func() {
-			logger.Info("listening", "addr", s.Addr)
-			if err := s.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-				errc <- err
-			}
-		}()
-	}
-	select {
-	case err := <-errc:
-		logger.Error("server failed", "err", err)
+	if err := g.Run(ctx); err != nil {
 		return 1
-	case <-ctx.Done():
 	}
-	logger.Info("shutting down; draining in-flight requests")
-	shutCtx, done := context.WithTimeout(context.Background(), 30*time.Second)
-	defer done()
-	code := 0
-	for _, s := range []*http.Server{g.public, g.admin} {
-		if err := s.Shutdown(shutCtx); err != nil {
-			logger.Error("shutdown", "err", err)
-			code = 1
-		}
-	}
-	return code
+	return 0
 }

@@ -1,15 +1,15 @@
-//go:build !nodemo
-
-package main
+// Package demo runs stepgate's quick-start demo in one process, on 127.0.0.1
+// only: devidp (the development OpenID provider, password plus a one-time
+// code), a tiny bank app, and the gateway in front of it. It is never part
+// of the production build (-tags nodemo).
+package demo
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,13 +23,13 @@ import (
 	"github.com/stepgate/stepgate/config"
 	"github.com/stepgate/stepgate/demoapp"
 	"github.com/stepgate/stepgate/devidp"
-	"github.com/stepgate/stepgate/oidc"
+	"github.com/stepgate/stepgate/gateway"
 )
 
-// demoRoutes is the demo's routes.yaml. @NAME@ placeholders are filled in
+// routes is the demo's routes.yaml. @NAME@ placeholders are filled in
 // by startDemo; they are not ${} variables because the demo must not read
 // the environment of whoever runs it.
-const demoRoutes = `
+const routes = `
 listen: "@LISTEN@"
 admin_listen: "@ADMIN_LISTEN@"
 upstream: "@UPSTREAM@"
@@ -74,9 +74,9 @@ routes:
 default: authenticated
 `
 
-// demoOptions are the demo's listen addresses (loopback only; port 0 picks
-// a free port) and knobs tests turn.
-type demoOptions struct {
+// Options are the demo's listen addresses (loopback only; port 0 picks a
+// free port) and knobs tests turn.
+type Options struct {
 	Listen, AdminListen, IDPListen, AppListen string
 	AdminMaxAge                               time.Duration
 	ShowCodes                                 bool             // print the current one-time code on the code page
@@ -84,23 +84,24 @@ type demoOptions struct {
 	Logger                                    *slog.Logger
 }
 
-func defaultDemoOptions() demoOptions {
-	return demoOptions{
+// DefaultOptions are what `stepgate demo` starts with.
+func DefaultOptions() Options {
+	return Options{
 		Listen: "127.0.0.1:8080", AdminListen: "127.0.0.1:9090",
 		IDPListen: "127.0.0.1:9091", AppListen: "127.0.0.1:3000",
 		AdminMaxAge: 2 * time.Minute, ShowCodes: true,
 	}
 }
 
-// demoUser is an account of the demo's provider.
-type demoUser struct {
+// User is an account of the demo's provider.
+type User struct {
 	Username, Password, TOTPSecret string
 }
 
-// demo is a running demo: the provider, the bank app and the gateway.
-type demo struct {
+// Demo is a running demo: the provider, the bank app and the gateway.
+type Demo struct {
 	GatewayURL, AdminURL, IDPURL, AppURL string
-	Users                                []demoUser
+	Users                                []User
 	App                                  *demoapp.App
 	IDP                                  *devidp.Provider
 
@@ -110,9 +111,9 @@ type demo struct {
 	failed  atomic.Bool   // a server stopped on its own
 }
 
-// startDemo starts the three parts in-process and returns once all serve.
-// The caller ends them with stop.
-func startDemo(ctx context.Context, opt demoOptions) (*demo, error) {
+// Start starts the three parts in-process and returns once all serve. They
+// stop when ctx ends; Done is closed once they have.
+func Start(ctx context.Context, opt Options) (*Demo, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -142,7 +143,7 @@ func startDemo(ctx context.Context, opt demoOptions) (*demo, error) {
 		lns = append(lns, ln)
 	}
 	gwLn, adminLn, idpLn, appLn := lns[0], lns[1], lns[2], lns[3]
-	d := &demo{
+	d := &Demo{
 		GatewayURL: "http://" + gwLn.Addr().String(),
 		AdminURL:   "http://" + adminLn.Addr().String(),
 		IDPURL:     "http://" + idpLn.Addr().String(),
@@ -159,7 +160,7 @@ func startDemo(ctx context.Context, opt demoOptions) (*demo, error) {
 			closeAll()
 			return nil, fmt.Errorf("demo: generate one-time code secret: %w", err)
 		}
-		d.Users = append(d.Users, demoUser{Username: u.name, Password: u.pwd, TOTPSecret: key.Secret()})
+		d.Users = append(d.Users, User{Username: u.name, Password: u.pwd, TOTPSecret: key.Secret()})
 		users = append(users, devidp.User{
 			Username: u.name, Password: u.pwd, Subject: u.name, Email: u.name + "@bank.example",
 			TOTPSecret: key.Secret(),
@@ -177,28 +178,27 @@ func startDemo(ctx context.Context, opt demoOptions) (*demo, error) {
 	}
 	d.IDP = idp
 
-	routes := strings.NewReplacer(
+	yaml := strings.NewReplacer(
 		"@LISTEN@", gwLn.Addr().String(), "@ADMIN_LISTEN@", adminLn.Addr().String(),
 		"@UPSTREAM@", d.AppURL, "@PUBLIC_URL@", d.GatewayURL, "@ISSUER@", d.IDPURL,
 		"@CLIENT_SECRET@", clientSecret, "@SESSION_SECRET@", sessionSecret,
 		"@ADMIN_MAX_AGE@", opt.AdminMaxAge.String(),
-	).Replace(demoRoutes)
-	cfg, err := config.Parse("demo routes.yaml", []byte(routes), nil)
+	).Replace(routes)
+	cfg, err := config.Parse("demo routes.yaml", []byte(yaml), nil)
 	if err != nil {
 		closeAll()
 		return nil, err
 	}
-	g, oc, err := newGateway(cfg, opt.Logger, opt.Now)
+	g, err := gateway.New(cfg, gateway.Options{Logger: opt.Logger, Now: opt.Now,
+		Listener: gwLn, AdminListener: adminLn, DrainTimeout: 5 * time.Second})
 	if err != nil {
 		closeAll()
 		return nil, err
 	}
 
-	idpSrv := newServer(idpLn.Addr().String(), idp.Handler())
-	appSrv := newServer(appLn.Addr().String(), d.App.Handler())
-	d.servers = []*http.Server{g.public, g.admin, idpSrv, appSrv}
-	serveLns := []net.Listener{gwLn, adminLn, idpLn, appLn}
-	errc := make(chan error, len(d.servers))
+	d.servers = []*http.Server{gateway.NewServer("", idp.Handler()), gateway.NewServer("", d.App.Handler())}
+	serveLns := []net.Listener{idpLn, appLn}
+	errc := make(chan error, len(d.servers)+1)
 	for i, s := range d.servers {
 		go func() {
 			if err := s.Serve(serveLns[i]); !errors.Is(err, http.ErrServerClosed) {
@@ -208,12 +208,20 @@ func startDemo(ctx context.Context, opt demoOptions) (*demo, error) {
 	}
 	// The provider is in this process and already serving, so discovery
 	// either works now or never will.
-	c, err := oidc.New(ctx, oc)
-	if err != nil {
+	if err := g.Connect(ctx); err != nil {
+		gwLn.Close()
+		adminLn.Close()
 		d.shutdown()
 		return nil, err
 	}
-	g.handler.SetOIDC(c)
+	gwCtx, stopGateway := context.WithCancel(context.Background())
+	gwDone := make(chan struct{})
+	go func() {
+		defer close(gwDone)
+		if err := g.Run(gwCtx); err != nil {
+			errc <- err
+		}
+	}()
 
 	go func() {
 		select {
@@ -222,14 +230,23 @@ func startDemo(ctx context.Context, opt demoOptions) (*demo, error) {
 			d.failed.Store(true)
 			opt.Logger.Error("demo: server failed", "err", err)
 		}
+		stopGateway()
+		<-gwDone
 		d.shutdown()
 	}()
 	return d, nil
 }
 
+// Done is closed once every part of the demo has shut down.
+func (d *Demo) Done() <-chan struct{} { return d.done }
+
+// Failed reports whether a part stopped on its own rather than because the
+// demo's context ended.
+func (d *Demo) Failed() bool { return d.failed.Load() }
+
 // shutdown drains every server, then closes d.done. Only the first call
 // does anything; later ones wait for it.
-func (d *demo) shutdown() {
+func (d *Demo) shutdown() {
 	d.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -260,56 +277,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b) // never fails (crypto/rand, Go ≥ 1.24)
 	return hex.EncodeToString(b)
-}
-
-// runDemo is `stepgate demo`: it starts everything, says where to go and
-// who to be, and serves until ctx ends.
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	opt := defaultDemoOptions()
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&opt.Listen, "listen", opt.Listen, "gateway address (browsers connect here)")
-	fs.StringVar(&opt.AdminListen, "admin-listen", opt.AdminListen, "gateway admin address (/healthz /readyz /metrics)")
-	fs.StringVar(&opt.IDPListen, "idp-listen", opt.IDPListen, "development OpenID provider address")
-	fs.StringVar(&opt.AppListen, "app-listen", opt.AppListen, "demo bank app address")
-	fs.DurationVar(&opt.AdminMaxAge, "admin-max-age", opt.AdminMaxAge, "max_age of the admin page's level (mfa_recent)")
-	fs.BoolVar(&opt.ShowCodes, "show-codes", opt.ShowCodes, "print the current one-time code on the code page (no phone needed)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "stepgate demo: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
-	opt.Logger = slog.New(slog.NewTextHandler(stderr, nil))
-	d, err := startDemo(ctx, opt)
-	if err != nil {
-		fmt.Fprintln(stderr, "stepgate demo:", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, `
-  stepgate demo: everything runs on 127.0.0.1 and is for development only.
-
-  WARNING: the identity provider at %s is devidp, a DEVELOPMENT provider
-  with published passwords and a throwaway key. Never use it for real users.
-
-  Open  %s/  in a browser.
-
-  Demo users (password; the code page shows the current one-time code):
-`, d.IDPURL, d.GatewayURL)
-	for _, u := range d.Users {
-		fmt.Fprintf(stdout, "    %-6s %s\n", u.Username, u.Password)
-	}
-	fmt.Fprintf(stdout, `
-  Try: the account page (password only), then Transfers -> Send (asks for the
-  one-time code), then Admin (asks for password and code again; max_age %s).
-  Bank app (behind the gateway): %s   Gateway admin: %s/metrics
-  Press Ctrl-C to stop.
-
-`, opt.AdminMaxAge, d.AppURL, d.AdminURL)
-	<-d.done
-	if d.failed.Load() {
-		return 1
-	}
-	return 0
 }

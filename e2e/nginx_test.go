@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -75,12 +75,12 @@ func startNginxGateway(t *testing.T) *nginxGateway {
 	}
 	g := &gw{t: t, idp: p, up: up, url: public, secrets: secretOld}
 	g.launch("nginx.yaml", nginxConfig, env, ln)
-	ng := &nginxGateway{gw: g, stepgate: strings.TrimPrefix(g.srv.URL, "http://")}
+	ng := &nginxGateway{gw: g, stepgate: g.listen}
 
 	// deploy/nginx/stepgate.conf as shipped, with only its placeholders
 	// replaced, inside a minimal nginx.conf whose files all live in dir.
 	dir := t.TempDir()
-	src, err := os.ReadFile(filepath.Join("deploy", "nginx", "stepgate.conf"))
+	src, err := os.ReadFile(filepath.Join("..", "deploy", "nginx", "stepgate.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
-package main
+package e2e
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -15,13 +14,14 @@ import (
 
 	"github.com/pquerna/otp/totp"
 
+	"github.com/stepgate/stepgate/demo"
 	"github.com/stepgate/stepgate/devidp"
 )
 
 // testDemo starts the demo's parts on free loopback ports with a gateway
 // clock the test can move forward.
 type testDemo struct {
-	*demo
+	*demo.Demo
 	clock atomic.Int64 // nanoseconds added to the real time
 }
 
@@ -31,10 +31,10 @@ func startTestDemo(t *testing.T) *testDemo {
 }
 
 // startTestDemoWith lets edit change the options first.
-func startTestDemoWith(t *testing.T, edit func(*demoOptions)) *testDemo {
+func startTestDemoWith(t *testing.T, edit func(*demo.Options)) *testDemo {
 	t.Helper()
 	td := &testDemo{}
-	opt := demoOptions{
+	opt := demo.Options{
 		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", IDPListen: "127.0.0.1:0", AppListen: "127.0.0.1:0",
 		AdminMaxAge: 2 * time.Minute,
 		Now:         func() time.Time { return time.Now().Add(time.Duration(td.clock.Load())) },
@@ -43,16 +43,16 @@ func startTestDemoWith(t *testing.T, edit func(*demoOptions)) *testDemo {
 		edit(&opt)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := startDemo(ctx, opt)
+	d, err := demo.Start(ctx, opt)
 	if err != nil {
 		cancel()
-		t.Fatalf("startDemo: %v", err)
+		t.Fatalf("demo.Start: %v", err)
 	}
-	td.demo = d
+	td.Demo = d
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-d.done:
+		case <-d.Done():
 		case <-time.After(10 * time.Second):
 			t.Error("demo did not shut down within 10s of ctx cancel")
 		}
@@ -62,7 +62,7 @@ func startTestDemoWith(t *testing.T, edit func(*demoOptions)) *testDemo {
 
 func (td *testDemo) advance(d time.Duration) { td.clock.Add(int64(d)) }
 
-func (td *testDemo) user(t *testing.T, name string) demoUser {
+func (td *testDemo) user(t *testing.T, name string) demo.User {
 	t.Helper()
 	for _, u := range td.Users {
 		if u.Username == name {
@@ -70,7 +70,7 @@ func (td *testDemo) user(t *testing.T, name string) demoUser {
 		}
 	}
 	t.Fatalf("no demo user %q", name)
-	return demoUser{}
+	return demo.User{}
 }
 
 // formClient is a cookie-jar client that follows redirects and submits the
@@ -251,50 +251,4 @@ func mustHost(t *testing.T, raw string) string {
 		t.Fatal(err)
 	}
 	return u.Host
-}
-
-func TestDemoRefusesNonLoopback(t *testing.T) {
-	for _, addr := range []string{"0.0.0.0:8080", ":8080", "192.168.1.1:80", "example.com:80", "nohost"} {
-		opt := defaultDemoOptions()
-		opt.Listen = addr
-		if _, err := startDemo(t.Context(), opt); err == nil || !strings.Contains(err.Error(), "loopback") && !strings.Contains(err.Error(), "host:port") {
-			t.Errorf("listen %q: err %v; want a loopback refusal", addr, err)
-		}
-	}
-}
-
-func TestDemoCommand(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errb lockedBuffer
-	codec := make(chan int, 1)
-	go func() {
-		codec <- run(ctx, []string{"demo", "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-idp-listen", "127.0.0.1:0", "-app-listen", "127.0.0.1:0"}, &out, &errb)
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), "Press Ctrl-C") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, want := range []string{"DEVELOPMENT provider", "alice", "bob", "Open  http://127.0.0.1:"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out.String())
-		}
-	}
-	cancel()
-	select {
-	case code := <-codec:
-		if code != 0 {
-			t.Errorf("demo exited %d after ctx cancel; want 0; stderr:\n%s", code, errb.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("demo did not stop within 10s of ctx cancel")
-	}
-
-	var stderr bytes.Buffer
-	if code := run(context.Background(), []string{"demo", "-listen", "0.0.0.0:0"}, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "loopback") {
-		t.Errorf("demo on 0.0.0.0: exit %d, %q; want 1 and a loopback refusal", code, stderr.String())
-	}
-	if code := run(context.Background(), []string{"demo", "extra"}, io.Discard, io.Discard); code != 2 {
-		t.Errorf("demo with an argument: exit %d; want 2", code)
-	}
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/pquerna/otp/totp"
 
+	"github.com/stepgate/stepgate/demo"
 	"github.com/stepgate/stepgate/devidp"
 )
 
@@ -108,7 +109,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 		if err := os.MkdirAll("docs", 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join("docs", name), png, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join("..", "docs", name), png, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -270,5 +271,5 @@ func TestBrowserStepUp(t *testing.T) {
 // startBrowserDemo is startTestDemo with the one-time code shown on the code
 // page, as `stepgate demo` shows it, for the screenshots.
 func startBrowserDemo(t *testing.T) *testDemo {
-	return startTestDemoWith(t, func(o *demoOptions) { o.ShowCodes = true })
+	return startTestDemoWith(t, func(o *demo.Options) { o.ShowCodes = true })
 }

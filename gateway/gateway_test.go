@@ -1,4 +1,4 @@
-package main
+package gateway_test
 
 import (
 	"context"
@@ -12,7 +12,18 @@ import (
 	"time"
 
 	"github.com/stepgate/stepgate/config"
+	"github.com/stepgate/stepgate/gateway"
 )
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
 
 // TestShutdownDrainsInFlightRequests: on SIGTERM (here, the context ending)
 // a request already being served still gets its answer.
@@ -40,13 +51,13 @@ routes:
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	g, oc, err := newGateway(cfg, logger, time.Now)
+	g, err := gateway.New(cfg, gateway.Options{Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	go func() { done <- g.run(ctx, oc, logger) }()
+	done := make(chan error)
+	go func() { done <- g.Run(ctx) }()
 
 	// Readiness stays false: the issuer is unreachable. Liveness answers.
 	var resp *http.Response
@@ -80,8 +91,8 @@ routes:
 	if got := <-answer; !strings.Contains(got, "slow answer") {
 		t.Errorf("in-flight request got %q; want the upstream's answer", got)
 	}
-	if code := <-done; code != 0 {
-		t.Errorf("run returned %d; want 0", code)
+	if err := <-done; err != nil {
+		t.Errorf("Run returned %v; want nil after a clean drain", err)
 	}
 }
 
@@ -90,7 +101,7 @@ routes:
 // partial request.
 func TestCookieBombIs431(t *testing.T) {
 	reached := false
-	srv := newServer("", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true }))
+	srv := gateway.NewServer("", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true }))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 
 	"github.com/stepgate/stepgate/config"
 	"github.com/stepgate/stepgate/devidp"
-	"github.com/stepgate/stepgate/oidc"
+	"github.com/stepgate/stepgate/gateway"
 	"github.com/stepgate/stepgate/policy"
 )
 
@@ -195,9 +195,10 @@ type gw struct {
 	t        *testing.T
 	idp      *idp
 	up       *upstream
-	srv      *httptest.Server
-	url      string
-	g        *gateway
+	url      string // where browsers reach it: the gateway, or nginx in front of it
+	listen   string // the gateway's own public listener
+	adminURL string
+	g        *gateway.Gateway
 	logs     *lockedBuffer
 	clock    atomic.Int64 // offset added to the real time, in nanoseconds
 	secrets  string
@@ -244,19 +245,29 @@ func (g *gw) launch(name, cfgText string, env map[string]string, ln net.Listener
 	g.logs = &lockedBuffer{}
 	logger := slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	now := func() time.Time { return time.Now().Add(time.Duration(g.clock.Load())) }
-	gwy, oc, err := newGateway(cfg, logger, now)
+	admin, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := oidc.New(context.Background(), oc)
+	gwy, err := gateway.New(cfg, gateway.Options{Logger: logger, Now: now, Listener: ln, AdminListener: admin, DrainTimeout: 5 * time.Second})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gwy.Connect(context.Background()); err != nil {
 		t.Fatalf("oidc: %v", err)
 	}
-	gwy.handler.SetOIDC(c)
 	g.g = gwy
-	g.srv = &httptest.Server{Listener: ln, Config: gwy.public}
-	g.srv.Start()
-	t.Cleanup(g.srv.Close)
+	g.listen = ln.Addr().String()
+	g.adminURL = "http://" + admin.Addr().String()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gwy.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("gateway: %v", err)
+		}
+	})
 	t.Cleanup(func() { g.checkLogs() })
 }
 

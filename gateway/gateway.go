@@ -1,0 +1,214 @@
+// Package gateway wires a validated configuration into a running stepgate:
+// the session store, the proxy handler, the OpenID provider client and the
+// public and admin servers. The command, the demo and the end-to-end tests
+// all build a gateway this one way.
+package gateway
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/stepgate/stepgate/config"
+	"github.com/stepgate/stepgate/oidc"
+	"github.com/stepgate/stepgate/proxy"
+	"github.com/stepgate/stepgate/session"
+)
+
+// Options are what a Gateway needs besides its configuration. The zero value
+// logs to slog.Default, uses the real clock and listens on the configured
+// addresses.
+type Options struct {
+	Logger *slog.Logger
+	Now    func() time.Time // the gateway's clock; tests move it
+
+	// Listener and AdminListener, when set, are served instead of listening
+	// on the configuration's listen and admin_listen. Run closes them.
+	Listener, AdminListener net.Listener
+
+	// DrainTimeout bounds how long Run waits for in-flight requests once its
+	// context ends; zero means 30 seconds.
+	DrainTimeout time.Duration
+}
+
+// Gateway is one stepgate: a public and an admin server around a proxy
+// handler. Build it with New, start it with Run.
+type Gateway struct {
+	handler *proxy.Handler
+	admin   http.Handler
+	public  *http.Server
+	adminS  *http.Server
+	oidc    oidc.Config
+	log     *slog.Logger
+	opt     Options
+}
+
+// New wires cfg. It does not reach the identity provider: Run discovers it
+// in the background, so a slow provider delays readiness, not start-up; or
+// call Connect first when the provider is known to be up.
+func New(cfg *config.Config, opt Options) (*Gateway, error) {
+	if cfg == nil || cfg.Table == nil {
+		return nil, errors.New("gateway: want a configuration from config.Load or config.Parse")
+	}
+	if len(cfg.Unset) > 0 {
+		return nil, fmt.Errorf("gateway: the configuration has %d unset variables read as placeholders; it can be checked, never served", len(cfg.Unset))
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.DrainTimeout <= 0 {
+		opt.DrainTimeout = 30 * time.Second
+	}
+	store, err := session.New(session.Config{
+		Secrets:  cfg.Session.Secrets,
+		Lifetime: cfg.Session.Lifetime,
+		Secure:   cfg.PublicURL.Scheme == "https",
+		Issuer:   cfg.OIDC.Issuer,
+		ClientID: cfg.OIDC.ClientID,
+	})
+	if err != nil {
+		return nil, err
+	}
+	h, err := proxy.New(proxy.Config{
+		Table:           cfg.Table,
+		PathOptions:     cfg.PathOptions(),
+		Levels:          cfg.Levels,
+		Sessions:        store,
+		Upstream:        cfg.Upstream,
+		PublicURL:       cfg.PublicURL,
+		IdentityHeaders: cfg.IdentityHeaders,
+		TrustedProxies:  cfg.TrustedProxies,
+		Logger:          opt.Logger,
+		Now:             opt.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		handler: h,
+		admin:   proxy.Admin(h),
+		oidc: oidc.Config{
+			Issuer:       cfg.OIDC.Issuer,
+			ClientID:     cfg.OIDC.ClientID,
+			ClientSecret: cfg.OIDC.ClientSecret,
+			RedirectURL:  cfg.PublicURL.String() + "/.stepgate/callback",
+			Scopes:       cfg.OIDC.Scopes,
+		},
+		log: opt.Logger,
+		opt: opt,
+	}
+	g.public = NewServer(cfg.Listen, h)
+	g.adminS = NewServer(cfg.AdminListen, g.admin)
+	return g, nil
+}
+
+// NewServer returns an http.Server with every limit stepgate serves with,
+// set deliberately. There is no WriteTimeout or ReadTimeout: downloads,
+// uploads and websockets may be long, and the upstream transport bounds the
+// wait for its answer. Request bodies get per-request read deadlines from
+// the proxy instead (an idle limit when forwarded, a short bounded read
+// before the gateway's own answers).
+func NewServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10, // a cookie bomb gets 431, never a pass-through
+	}
+}
+
+// Handler is the public listener's handler.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// AdminHandler serves /healthz, /readyz and /metrics.
+func (g *Gateway) AdminHandler() http.Handler { return g.admin }
+
+// Ready reports whether the identity provider has been discovered, so that
+// logins and step-ups can start.
+func (g *Gateway) Ready() bool { return g.handler.Ready() }
+
+// Connect discovers the identity provider once, now. It is for callers that
+// start the provider themselves (the demo, tests); Run retries on its own.
+func (g *Gateway) Connect(ctx context.Context) error {
+	c, err := oidc.New(ctx, g.oidc)
+	if err != nil {
+		return err
+	}
+	g.handler.SetOIDC(c)
+	return nil
+}
+
+// Run serves until ctx ends, then drains in-flight requests for at most
+// Options.DrainTimeout. Unless Connect succeeded already, it discovers the
+// identity provider in the background, retrying with backoff; until then
+// /readyz says not ready and logins answer 503. It returns nil after a clean
+// drain, or the error that stopped a server.
+func (g *Gateway) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if !g.Ready() {
+		go g.discover(ctx)
+	}
+	lns := []net.Listener{g.opt.Listener, g.opt.AdminListener}
+	servers := []*http.Server{g.public, g.adminS}
+	for i, s := range servers {
+		if lns[i] != nil {
+			continue
+		}
+		ln, err := net.Listen("tcp", s.Addr)
+		if err != nil {
+			for _, l := range lns[:i] {
+				l.Close()
+			}
+			return fmt.Errorf("gateway: %w", err)
+		}
+		lns[i] = ln
+	}
+	errc := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() {
+			g.log.Info("listening", "addr", lns[i].Addr().String())
+			if err := s.Serve(lns[i]); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	var failed error
+	select {
+	case failed = <-errc:
+		g.log.Error("server failed", "err", failed)
+	case <-ctx.Done():
+		g.log.Info("shutting down; draining in-flight requests")
+	}
+	shutCtx, done := context.WithTimeout(context.Background(), g.opt.DrainTimeout)
+	defer done()
+	for _, s := range servers {
+		if err := s.Shutdown(shutCtx); err != nil {
+			g.log.Error("shutdown", "err", err)
+			s.Close()
+			failed = cmp.Or(failed, err)
+		}
+	}
+	return failed
+}
+
+// discover dials the identity provider until it answers or ctx ends.
+func (g *Gateway) discover(ctx context.Context) {
+	c, err := oidc.Dial(ctx, g.oidc, func(err error, wait time.Duration) {
+		g.log.Warn("identity provider discovery failed; retrying", "issuer", g.oidc.Issuer, "err", err, "retry_in", wait.String())
+	})
+	if err != nil {
+		return // ctx ended
+	}
+	g.handler.SetOIDC(c)
+	g.log.Info("identity provider ready", "issuer", g.oidc.Issuer)
+}
