@@ -89,7 +89,8 @@ func newFlowFixture(t *testing.T, opts oidctest.Options, edits ...func(*Config))
 // from a session of idp's issuer, which only idp's URL names.
 func flowStore(t *testing.T, idp *oidctest.Server) *session.Store {
 	t.Helper()
-	s, err := session.New(session.Config{Secrets: [][]byte{[]byte(strings.Repeat("f", 32))}, Lifetime: time.Hour})
+	s, err := session.New(session.Config{Secrets: [][]byte{[]byte(strings.Repeat("f", 32))}, Lifetime: time.Hour,
+		Issuer: idp.URL, ClientID: idp.ClientID})
 	if err != nil {
 		t.Fatalf("session store for issuer %s: %v", idp.URL, err)
 	}
@@ -103,7 +104,6 @@ func flowStore(t *testing.T, idp *oidctest.Server) *session.Store {
 func (fx *flowFixture) restart(edit func(*Config), offline bool) *Handler {
 	fx.t.Helper()
 	cfg := fx.cfg
-	cfg.Metrics = NewMetrics()
 	if edit != nil {
 		edit(&cfg)
 	}

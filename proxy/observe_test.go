@@ -1,32 +1,17 @@
 package proxy
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 )
 
-// syncBuffer is a log sink the server's goroutines may write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines(t *testing.T) []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// lines decodes every JSON log line written so far.
+func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 	var out []map[string]any
-	for line := range strings.Lines(s.b.String()) {
+	for line := range strings.Lines(b.String()) {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
@@ -69,7 +54,7 @@ func TestAccessLineMarksInvalidSessions(t *testing.T) {
 			t.Errorf("%s: access line session %q; want %q (line %v)", tc.name, got, tc.want, line)
 		}
 	}
-	if _, v, _ := strings.Cut(good, "="); strings.Contains(logs.b.String(), v[:20]) {
+	if _, v, _ := strings.Cut(good, "="); strings.Contains(logs.String(), v[:20]) {
 		t.Errorf("the log holds the session cookie")
 	}
 }
