@@ -46,6 +46,9 @@ go test -race -count=1 ./...
 echo "== fuzz FuzzCanonical ($fuzztime)"
 go test ./policy -run '^$' -fuzz '^FuzzCanonical$' -fuzztime "$fuzztime"
 
+echo "== fuzz FuzzForward ($fuzztime): what the upstream receives is what was decided"
+go test ./proxy -run '^$' -fuzz '^FuzzForward$' -fuzztime "$fuzztime"
+
 echo "== the container's binary: built as the Dockerfile builds it, started once"
 bin="$(mktemp -d)"
 trap 'rm -rf "$bin"' EXIT
