@@ -202,7 +202,6 @@ type gw struct {
 	logs     *lockedBuffer
 	clock    atomic.Int64 // offset added to the real time, in nanoseconds
 	secrets  string
-	listener net.Listener
 }
 
 // startGateway starts a gateway. secrets is the YAML list body of
