@@ -201,7 +201,6 @@ type gw struct {
 	g        *gateway.Gateway
 	logs     *lockedBuffer
 	clock    atomic.Int64 // offset added to the real time, in nanoseconds
-	secrets  string
 }
 
 // startGateway starts a gateway. secrets is the YAML list body of
@@ -223,7 +222,7 @@ func startGateway(t *testing.T, p *idp, up *upstream, secrets string) *gw {
 		"UPSTREAM": up.srv.URL, "PUBLIC_URL": public, "ISSUER": p.url,
 		"CLIENT_SECRET": "stepgate-test-secret", "SECRETS": secrets,
 	}
-	g := &gw{t: t, idp: p, up: up, url: public, secrets: secrets}
+	g := &gw{t: t, idp: p, up: up, url: public}
 	g.launch("test.yaml", strings.Replace(testConfig, "SECRETS_LIST", secrets, 1), env, ln)
 	return g
 }

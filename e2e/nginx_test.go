@@ -73,7 +73,7 @@ func startNginxGateway(t *testing.T) *nginxGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gw{t: t, idp: p, up: up, url: public, secrets: secretOld}
+	g := &gw{t: t, idp: p, up: up, url: public}
 	g.launch("nginx.yaml", nginxConfig, env, ln)
 	ng := &nginxGateway{gw: g, stepgate: g.listen}
 
