@@ -23,6 +23,7 @@ type Config struct {
 
 	OIDC    OIDC
 	Session Session
+	Admin   Admin
 
 	Levels  []*policy.Level // in file order
 	Routes  []policy.Rule   // in file order; first match wins
@@ -55,10 +56,22 @@ type OIDC struct {
 	Scopes       []string // always contains "openid", first
 }
 
-// Session configures the sealed session cookie.
+// Session configures the sealed session cookie and the state replicas share.
 type Session struct {
 	Secrets  [][]byte // each at least 32 bytes; the first seals, all open
 	Lifetime time.Duration
+
+	// Store is "" for one process's memory, else a redis:// or rediss://
+	// URL that several replicas share (revocations, single-use records).
+	Store string
+	// StoreGrace is how long the local copy of the revocation list may be
+	// out of touch with Store before requests that need a session get 503.
+	StoreGrace time.Duration
+}
+
+// Admin configures the admin API on admin_listen.
+type Admin struct {
+	Token string // bearer token, at least 32 bytes; "" turns the API off
 }
 
 // PathOptions returns the canonicalization switches for policy.CanonicalPath.

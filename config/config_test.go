@@ -501,3 +501,37 @@ routes:
 		t.Errorf("ParseWith AllowUnset with a bad literal lifetime: %v; want its error", err)
 	}
 }
+
+func TestStoreAndAdmin(t *testing.T) {
+	base := `public_url: https://bank.example.com
+oidc: {issuer: "https://idp.example.com/", client_id: stepgate}
+routes: [{name: a, path: /a, require: public}]
+`
+	for _, tc := range []struct {
+		name, yaml string
+		store      string
+		grace      time.Duration
+		token      string
+	}{
+		{"defaults", `session: {secrets: ["0123456789abcdef0123456789abcdef"]}`, "", 30 * time.Second, ""},
+		{"memory", `session: {secrets: ["0123456789abcdef0123456789abcdef"], store: memory, store_grace: 5s}`, "", 5 * time.Second, ""},
+		{"redis", `session: {secrets: ["0123456789abcdef0123456789abcdef"], store: "redis://:pw@127.0.0.1:6379/2"}
+admin: {token: "tok-0123456789abcdef0123456789abcdef"}`, "redis://:pw@127.0.0.1:6379/2", 30 * time.Second, "tok-0123456789abcdef0123456789abcdef"},
+		{"rediss", `session: {secrets: ["0123456789abcdef0123456789abcdef"], store: "rediss://redis.internal:6380"}`, "rediss://redis.internal:6380", 30 * time.Second, ""},
+	} {
+		c, err := Parse("t.yaml", []byte(base+tc.yaml), nil)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if c.Session.Store != tc.store || c.Session.StoreGrace != tc.grace || c.Admin.Token != tc.token {
+			t.Errorf("%s: store %q grace %v token %q; want %q %v %q", tc.name, c.Session.Store, c.Session.StoreGrace, c.Admin.Token, tc.store, tc.grace, tc.token)
+		}
+	}
+	// A store URL's password and an admin token never appear in an error.
+	_, err := Parse("t.yaml", []byte(base+`session: {secrets: ["0123456789abcdef0123456789abcdef"], store: "redis://:hunter2@db/x"}
+admin: {token: "hunter3"}`), nil)
+	if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "hunter3") {
+		t.Errorf("errors %v; want errors that repeat no password or token", err)
+	}
+}

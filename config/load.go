@@ -36,7 +36,7 @@ const minSecretLen = 32
 var topKeys = []string{
 	"listen", "admin_listen", "upstream", "public_url", "oidc", "session",
 	"levels", "routes", "default", "strip_path_params", "case_insensitive_paths",
-	"insecure_allow_http", "trusted_proxies", "identity_headers",
+	"insecure_allow_http", "trusted_proxies", "identity_headers", "admin",
 }
 
 // Options change how LoadWith and ParseWith read a file.
@@ -187,6 +187,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	}
 	c.OIDC = d.oidc(top["oidc"], root, c.InsecureAllowHTTP)
 	c.Session = d.session(top["session"], root)
+	c.Admin = d.admin(top["admin"])
 
 	levels := d.levels(top["levels"], c)
 	c.Routes = d.routes(top["routes"], levels, c)
@@ -339,7 +340,7 @@ func (d *decoder) scopes(n *yaml.Node) []string {
 	return out
 }
 
-var sessionKeys = []string{"secrets", "lifetime"}
+var sessionKeys = []string{"secrets", "lifetime", "store", "store_grace"}
 
 func (d *decoder) session(n, root *yaml.Node) Session {
 	s := Session{Lifetime: 12 * time.Hour}
@@ -374,7 +375,64 @@ func (d *decoder) session(n, root *yaml.Node) Session {
 			s.Lifetime = dur
 		}
 	}
+	s.Store = d.storeURL(m["store"])
+	s.StoreGrace = 30 * time.Second
+	if dur, set := d.duration(m["store_grace"], "session.store_grace"); set {
+		switch {
+		case dur < time.Second:
+			d.errorAt(m["store_grace"], "session.store_grace", fmt.Sprintf("%s is less than a second", dur), `use a duration such as "30s"`)
+		case dur > 10*time.Minute:
+			d.errorAt(m["store_grace"], "session.store_grace", fmt.Sprintf("%s is longer than 10 minutes", dur),
+				"a revoked session would keep working that long while the store is unreachable; use at most \"10m\"")
+		default:
+			s.StoreGrace = dur
+		}
+	}
 	return s
+}
+
+// storeURL reads session.store: "memory" (the default) or a redis:// or
+// rediss:// URL. The URL may hold a password, so no message repeats it.
+func (d *decoder) storeURL(n *yaml.Node) string {
+	v, ok := d.str(n, "session.store")
+	if !ok || v == "" || v == "memory" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	switch {
+	case err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" || u.Opaque != "":
+		d.errorAt(n, "session.store", "is neither memory nor a redis:// or rediss:// URL",
+			`write "memory", or "redis://[user:password@]host:port/db" (Redis or Valkey 7 or later)`)
+		return ""
+	case u.RawQuery != "" || u.Fragment != "":
+		d.errorAt(n, "session.store", "has a query or fragment", "remove the part from ? or #")
+		return ""
+	case strings.Trim(u.Path, "/") != "" && strings.Trim(strings.Trim(u.Path, "/"), "0123456789") != "":
+		d.errorAt(n, "session.store", "names a database that is not a number", `write the database as a number, such as "redis://host:6379/0"`)
+		return ""
+	}
+	return v
+}
+
+var adminKeys = []string{"token"}
+
+// admin reads the admin section: the bearer token of the admin API. The
+// API is off without one.
+func (d *decoder) admin(n *yaml.Node) Admin {
+	var a Admin
+	if isNull(n) {
+		return a
+	}
+	m := d.mapping(n, "admin", adminKeys...)
+	if v, ok := d.str(m["token"], "admin.token"); ok && v != "" {
+		// Never print the token: its length is all the operator needs.
+		if len(v) < minSecretLen {
+			d.errorAt(m["token"], "admin.token", fmt.Sprintf("token is %d bytes; need at least %d", len(v), minSecretLen), "generate one with: openssl rand -base64 32")
+		} else {
+			a.Token = v
+		}
+	}
+	return a
 }
 
 func (d *decoder) trustedProxies(n *yaml.Node, c *Config) []netip.Prefix {
