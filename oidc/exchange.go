@@ -118,7 +118,7 @@ func (c *Client) Exchange(ctx context.Context, code string, want Expect) (Result
 	}
 	sid, err := boundedString("sid", cl.SID)
 	if err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("oidc: id token %w", err)
 	}
 	f := policy.Facts{
 		Issuer:     idt.Issuer,
@@ -175,9 +175,9 @@ func (c *Client) check(idt *gooidc.IDToken, cl *idClaims, want Expect, now time.
 		return time.Time{}, fmt.Errorf("oidc: id token iat %s is more than %s after now %s", stamp(iat), skew, stamp(now))
 	}
 
-	authTime, err := parseNumericDate(cl.AuthTime)
+	authTime, err := parseNumericDate("auth_time", cl.AuthTime)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, fmt.Errorf("oidc: id token %w", err)
 	}
 	switch {
 	case authTime.IsZero():
@@ -196,15 +196,16 @@ func (c *Client) check(idt *gooidc.IDToken, cl *idClaims, want Expect, now time.
 // maxNumericDate (9999-12-31) keeps float-to-int conversion well defined.
 const maxNumericDate = 253402300799
 
-// parseNumericDate reads an optional JWT NumericDate (RFC 7519 §2): absent or
-// null gives the zero time; anything but a positive number is an error.
-func parseNumericDate(raw json.RawMessage) (time.Time, error) {
+// parseNumericDate reads the optional JWT NumericDate (RFC 7519 §2) claim
+// name: absent or null gives the zero time; anything but a positive number
+// is an error.
+func parseNumericDate(name string, raw json.RawMessage) (time.Time, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return time.Time{}, nil
 	}
 	var f float64
 	if err := json.Unmarshal(raw, &f); err != nil || f <= 0 || f > maxNumericDate {
-		return time.Time{}, fmt.Errorf("oidc: auth_time: want seconds since the epoch, got %.40s", raw)
+		return time.Time{}, fmt.Errorf("%s: want seconds since the epoch, got %.40s", name, raw)
 	}
 	return time.Unix(int64(math.Floor(f)), 0), nil
 }
@@ -218,10 +219,10 @@ func boundedString(name string, raw json.RawMessage) (string, error) {
 	var v string
 	// json.Unmarshal would take null for "" without complaint.
 	if raw[0] != '"' || json.Unmarshal(raw, &v) != nil {
-		return "", fmt.Errorf("oidc: %s: want a string, got %.40s", name, raw)
+		return "", fmt.Errorf("%s: want a string, got %.40s", name, raw)
 	}
 	if len(v) > maxClaimLen {
-		return "", fmt.Errorf("oidc: %s: want a string of at most %d bytes, got %d bytes", name, maxClaimLen, len(v))
+		return "", fmt.Errorf("%s: want a string of at most %d bytes, got %d bytes", name, maxClaimLen, len(v))
 	}
 	return v, nil
 }
