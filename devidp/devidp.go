@@ -16,6 +16,11 @@
 // the browser's SSO session is older than max_age. The SSO session (an
 // in-memory store keyed by a random cookie) makes a login that needs nothing
 // new silent, as real providers do; RP-initiated logout ends it.
+//
+// ID tokens carry the SSO session's ID as sid, and when a session ends (at
+// the end-session endpoint, by SignOut, or when another user signs in in
+// the same browser) devidp sends OpenID Connect Back-Channel Logout tokens
+// to the clients that had it; LogoutDeliveries reports them.
 package devidp
 
 import (
@@ -60,6 +65,11 @@ type Config struct {
 type Client struct {
 	ID, Secret   string
 	RedirectURIs []string
+	// BackchannelLogoutURI, if set, is where devidp POSTs a logout token
+	// when an SSO session this client got an ID token from ends (OIDC
+	// Back-Channel Logout 1.0). It must be an http(s) URL on a loopback
+	// host: devidp connects to nothing else.
+	BackchannelLogoutURI string
 }
 
 // User is an account of the login page. TOTPSecret is the base32 RFC 6238
@@ -78,9 +88,10 @@ type Provider struct {
 	users   map[string]User
 	handler http.Handler
 
-	sso       *ssoStore
-	secure    bool // https issuer: the SSO cookie gets Secure
-	showCodes bool
+	sso         *ssoStore
+	backchannel *backchannel
+	secure      bool // https issuer: the SSO cookie gets Secure
+	showCodes   bool
 
 	mu       sync.Mutex
 	script   func(Request) Login
@@ -110,7 +121,10 @@ func New(cfg Config) (*Provider, error) {
 	var cryptoKey [32]byte
 	rand.Read(cryptoKey[:]) // never fails (crypto/rand, Go ≥ 1.24)
 
-	p := &Provider{issuer: cfg.Issuer, users: users, sso: newSSOStore(), secure: u.Scheme == "https", showCodes: cfg.ShowCodes}
+	p := &Provider{
+		issuer: cfg.Issuer, users: users, sso: newSSOStore(), backchannel: newBackchannel(),
+		secure: u.Scheme == "https", showCodes: cfg.ShowCodes,
+	}
 	p.store = newStorage(cfg.Issuer, cfg.Clients, &signingKey{id: randomID(), key: rsaKey})
 
 	opts := []op.Option{}
@@ -121,6 +135,10 @@ func New(cfg Config) (*Provider, error) {
 		CryptoKey:      cryptoKey,
 		CodeMethodS256: true,
 		AuthMethodPost: true, // advertised; the token endpoint accepts basic and post alike
+		// Advertised (Back-Channel Logout §2.1): logout tokens carry sid,
+		// and ID tokens too.
+		BackChannelLogoutSupported:        true,
+		BackChannelLogoutSessionSupported: true,
 		SupportedScopes: []string{
 			"openid", "email", "profile", "offline_access",
 		},
@@ -221,6 +239,11 @@ func checkClients(clients []Client) error {
 			u, err := url.Parse(ru)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
 				errs = append(errs, fmt.Errorf("devidp: clients[%d]: redirect URI %q: want an absolute http(s) URL without fragment", i, ru))
+			}
+		}
+		if b := c.BackchannelLogoutURI; b != "" {
+			if err := checkBackchannelURI(b); err != nil {
+				errs = append(errs, fmt.Errorf("devidp: clients[%d]: BackchannelLogoutURI %q: %w", i, b, err))
 			}
 		}
 	}

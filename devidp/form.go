@@ -59,7 +59,7 @@ func (p *Provider) serveForm(w http.ResponseWriter, r *http.Request, ar *authReq
 		if !sess.otpAt.IsZero() {
 			l.ACR, l.AMR = ACRMultiFactor, []string{"pwd", "otp", "mfa"}
 		}
-		p.finish(w, r, ar, l)
+		p.finish(w, r, ar, l, sess.id)
 		return
 	}
 	// The page is the only way to log in from here, so prompt=none cannot
@@ -86,10 +86,11 @@ func (p *Provider) serveForm(w http.ResponseWriter, r *http.Request, ar *authReq
 			renderLogin(w, http.StatusUnauthorized, page)
 			return
 		}
-		p.sso.passwordProven(w, r, u.Username, p.secure, now)
+		sid, ended := p.sso.passwordProven(w, r, u.Username, u.Subject, p.secure, now)
+		p.loggedOut(ended) // another user's session in this browser
 		if !st.wantOTP || u.TOTPSecret == "" {
 			p.sso.dropStep(ar.id)
-			p.finish(w, r, ar, Login{Subject: u.Subject, Email: u.Email, AMR: []string{"pwd"}, AuthTime: now})
+			p.finish(w, r, ar, Login{Subject: u.Subject, Email: u.Email, AMR: []string{"pwd"}, AuthTime: now}, sid)
 			return
 		}
 		p.sso.update(ar.id, func(s *loginStep) { s.username = u.Username })
@@ -119,12 +120,12 @@ func (p *Provider) serveForm(w http.ResponseWriter, r *http.Request, ar *authReq
 		renderLogin(w, http.StatusUnauthorized, page)
 		return
 	}
-	p.sso.otpProven(r, user.Username, now)
+	sid := p.sso.otpProven(r, user.Username, now)
 	p.sso.dropStep(ar.id)
 	p.finish(w, r, ar, Login{
 		Subject: user.Subject, Email: user.Email,
 		ACR: ACRMultiFactor, AMR: []string{"pwd", "otp", "mfa"}, AuthTime: now,
-	})
+	}, sid)
 }
 
 type loginPage struct {

@@ -124,16 +124,23 @@ func (p *Provider) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if script := p.currentScript(); script != nil {
-		p.finish(w, r, ar, script(ar.sent))
+		l := script(ar.sent)
+		var sid string
+		if l.Error == "" && l.Subject != "" {
+			var ended *ssoSession
+			sid, ended = p.sso.scriptedLogin(w, r, l.Subject, p.secure, time.Now())
+			p.loggedOut(ended)
+		}
+		p.finish(w, r, ar, l, sid)
 		return
 	}
 	p.serveForm(w, r, ar)
 }
 
 // finish ends a login: an error goes straight back to the client; an
-// identity is recorded and the browser sent to op's callback, which issues
-// the code.
-func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar *authRequest, l Login) {
+// identity is recorded, with the SSO session sid it belongs to, and the
+// browser sent to op's callback, which issues the code.
+func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar *authRequest, l Login, sid string) {
 	if l.Error != "" {
 		if !validErrorCode(l.Error) {
 			http.Error(w, "devidp: login Error is not a valid OAuth error code", http.StatusInternalServerError)
@@ -155,10 +162,11 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar *authReques
 	if l.AuthTime.IsZero() {
 		l.AuthTime = time.Now()
 	}
-	if err := p.store.complete(ar.id, l); err != nil {
+	if err := p.store.complete(ar.id, l, sid); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	p.sso.joined(sid, ar.clientID) // told when the session ends
 	callback := op.AuthCallbackURL(p.op)(op.ContextWithIssuer(r.Context(), p.issuer), ar.id)
 	http.Redirect(w, r, callback, http.StatusSeeOther)
 }

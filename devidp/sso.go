@@ -3,6 +3,7 @@ package devidp
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 )
@@ -19,10 +20,16 @@ const (
 // ssoSession is one browser's sign-in at the provider: who, and when each
 // factor was last proven. auth_time is the later of the two.
 type ssoSession struct {
-	username string
+	// id is the session's sid in ID and logout tokens. It is not the cookie
+	// value: relying parties see it, and it must not open the session.
+	id       string
+	username string // "" for a scripted session
+	subject  string
+	scripted bool // made by a SetScript login; the login page ignores it
 	pwdAt    time.Time
 	otpAt    time.Time // zero until a one-time code was entered
 	created  time.Time
+	clients  []string // client IDs that got an ID token naming id, to tell at logout
 }
 
 func (s *ssoSession) lastAuth() time.Time {
@@ -69,7 +76,8 @@ func (s *ssoStore) sweep(now time.Time) {
 	}
 }
 
-// session returns a copy of the browser's SSO session, or nil.
+// session returns a copy of the browser's SSO session from the login page,
+// or nil. A scripted session is none: it has no user of the page.
 func (s *ssoStore) session(r *http.Request, now time.Time) *ssoSession {
 	c, err := r.Cookie(ssoCookie)
 	if err != nil {
@@ -78,10 +86,15 @@ func (s *ssoStore) session(r *http.Request, now time.Time) *ssoSession {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ss, ok := s.sessions[c.Value]
-	if !ok || now.Sub(ss.created) > ssoLifetime {
+	if !ok || now.Sub(ss.created) > ssoLifetime || ss.scripted {
 		return nil
 	}
+	return ss.copy()
+}
+
+func (ss *ssoSession) copy() *ssoSession {
 	cp := *ss
+	cp.clients = slices.Clone(ss.clients)
 	return &cp
 }
 
@@ -118,57 +131,139 @@ func (s *ssoStore) dropStep(id string) {
 	delete(s.steps, id)
 }
 
-// passwordProven starts a new SSO session for username (a fresh cookie
+// passwordProven starts an SSO session for username with a fresh cookie
 // value on every password login, so a planted cookie never gains an
-// identity) and drops the browser's old one.
-func (s *ssoStore) passwordProven(w http.ResponseWriter, r *http.Request, username string, secure bool, now time.Time) {
+// identity. A re-authentication of the browser's own user keeps the
+// session's sid and clients, as a provider's session survives prompt=login;
+// any other session of the browser ends and is returned, for its clients
+// to be told. It returns the sid ("" when the store is full).
+func (s *ssoStore) passwordProven(w http.ResponseWriter, r *http.Request, username, subject string, secure bool, now time.Time) (sid string, ended *ssoSession) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := &ssoSession{id: randomID(), username: username, subject: subject}
+	if c, err := r.Cookie(ssoCookie); err == nil {
+		if old, ok := s.sessions[c.Value]; ok {
+			delete(s.sessions, c.Value)
+			switch {
+			case now.Sub(old.created) > ssoLifetime:
+				// Expired already: nothing to keep, and nobody to tell.
+			case !old.scripted && old.username == username:
+				ss.id, ss.clients = old.id, old.clients
+			default:
+				ended = old
+			}
+		}
+	}
+	ss.pwdAt, ss.created = now, now
+	return s.start(w, ss, secure, now), ended
+}
+
+// scriptedLogin gives a SetScript login an SSO session, so that its ID
+// token has a sid and end_session has something to end. The browser's
+// session is reused for the same subject; any other ends and is returned.
+func (s *ssoStore) scriptedLogin(w http.ResponseWriter, r *http.Request, subject string, secure bool, now time.Time) (sid string, ended *ssoSession) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c, err := r.Cookie(ssoCookie); err == nil {
-		delete(s.sessions, c.Value)
+		if old, ok := s.sessions[c.Value]; ok {
+			live := now.Sub(old.created) <= ssoLifetime
+			if live && old.scripted && old.subject == subject {
+				return old.id, nil
+			}
+			delete(s.sessions, c.Value)
+			if live {
+				ended = old
+			}
+		}
 	}
+	ss := &ssoSession{id: randomID(), subject: subject, scripted: true, pwdAt: now, created: now}
+	return s.start(w, ss, secure, now), ended
+}
+
+// start stores ss under a fresh cookie value and sets the cookie. The
+// caller holds s.mu.
+func (s *ssoStore) start(w http.ResponseWriter, ss *ssoSession, secure bool, now time.Time) (sid string) {
 	s.sweep(now)
 	if len(s.sessions) >= maxSSO {
-		return // no SSO; every login asks again, which is safe
+		return "" // no SSO; every login asks again, which is safe
 	}
-	id := randomID() + randomID()
-	s.sessions[id] = &ssoSession{username: username, pwdAt: now, created: now}
+	value := randomID() + randomID()
+	s.sessions[value] = ss
 	http.SetCookie(w, &http.Cookie{
-		Name: ssoCookie, Value: id, Path: "/", HttpOnly: true, Secure: secure,
+		Name: ssoCookie, Value: value, Path: "/", HttpOnly: true, Secure: secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: int(ssoLifetime.Seconds()),
 	})
+	return ss.id
 }
 
 // otpProven records a second factor on the browser's session, if it still
-// belongs to username.
-func (s *ssoStore) otpProven(r *http.Request, username string, now time.Time) {
+// belongs to username, and returns its sid ("" when it does not).
+func (s *ssoStore) otpProven(r *http.Request, username string, now time.Time) (sid string) {
 	c, err := r.Cookie(ssoCookie)
 	if err != nil {
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ss, ok := s.sessions[c.Value]; ok && !ss.scripted && ss.username == username {
+		ss.otpAt = now
+		return ss.id
+	}
+	return ""
+}
+
+// joined records that client got an ID token naming session sid.
+func (s *ssoStore) joined(sid, client string) {
+	if sid == "" {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ss, ok := s.sessions[c.Value]; ok && ss.username == username {
-		ss.otpAt = now
+	for _, ss := range s.sessions {
+		if ss.id == sid {
+			if !slices.Contains(ss.clients, client) {
+				ss.clients = append(ss.clients, client)
+			}
+			return
+		}
 	}
 }
 
-// end forgets the browser's SSO session and expires its cookie.
-func (s *ssoStore) end(w http.ResponseWriter, r *http.Request, secure bool) {
+// end forgets the browser's SSO session, expires its cookie, and returns
+// the session (nil when there was none).
+func (s *ssoStore) end(w http.ResponseWriter, r *http.Request, secure bool) (ended *ssoSession) {
 	if c, err := r.Cookie(ssoCookie); err == nil {
 		s.mu.Lock()
-		delete(s.sessions, c.Value)
+		if ss, ok := s.sessions[c.Value]; ok {
+			delete(s.sessions, c.Value)
+			ended = ss
+		}
 		s.mu.Unlock()
 	}
 	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: "", Path: "/", HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+	return ended
 }
 
-// serveEndSession is RP-initiated logout: it ends the SSO session, then
-// sends the browser to post_logout_redirect_uri when that URL has the
+// endSubject forgets every SSO session of subject and returns them.
+func (s *ssoStore) endSubject(subject string) (ended []*ssoSession) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, ss := range s.sessions {
+		if ss.subject == subject {
+			delete(s.sessions, k)
+			ended = append(ended, ss)
+		}
+	}
+	return ended
+}
+
+// serveEndSession is RP-initiated logout: it ends the SSO session and tells
+// the session's clients over the back channel (without waiting for them),
+// then sends the browser to post_logout_redirect_uri when that URL has the
 // origin of one of the client's redirect URIs, else shows a page.
 func (p *Provider) serveEndSession(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	p.sso.end(w, r, p.secure)
+	p.loggedOut(p.sso.end(w, r, p.secure))
 	_ = r.ParseForm()
 	if target := r.Form.Get("post_logout_redirect_uri"); target != "" && p.store.allowedLogoutRedirect(r.Form.Get("client_id"), target) {
 		http.Redirect(w, r, target, http.StatusFound)

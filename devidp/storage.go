@@ -154,9 +154,10 @@ func (s *storage) pending(id string) (*authRequest, error) {
 	return ar.copy(), nil
 }
 
-// complete records the login's outcome. It refuses a request already
-// completed, so a replayed login cannot swap the identity behind a code.
-func (s *storage) complete(id string, l Login) error {
+// complete records the login's outcome and the SSO session it belongs to
+// (sid "" for none). It refuses a request already completed, so a replayed
+// login cannot swap the identity behind a code.
+func (s *storage) complete(id string, l Login, sid string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ar, ok := s.requests[id]
@@ -170,6 +171,7 @@ func (s *storage) complete(id string, l Login) error {
 	ar.subject, ar.email, ar.acr = l.Subject, l.Email, l.ACR
 	ar.amr = slices.Clone(l.AMR)
 	ar.authTime = l.AuthTime
+	ar.sid = sid
 	return nil
 }
 
@@ -304,7 +306,8 @@ func (s *storage) SetUserinfoFromScopes(_ context.Context, ui *oidc.UserInfo, us
 }
 
 // SetUserinfoFromRequest fills the ID token's user claims from the login.
-// email is set whenever the login has one, whatever the scope.
+// email is set whenever the login has one, whatever the scope; sid names
+// the SSO session (op calls this for ID tokens only, never for userinfo).
 func (s *storage) SetUserinfoFromRequest(_ context.Context, ui *oidc.UserInfo, r op.IDTokenRequest, _ []string) error {
 	ar, ok := r.(*authRequest)
 	if !ok {
@@ -313,6 +316,9 @@ func (s *storage) SetUserinfoFromRequest(_ context.Context, ui *oidc.UserInfo, r
 	ui.Subject = ar.subject
 	if ar.email != "" {
 		ui.Email, ui.EmailVerified = ar.email, true
+	}
+	if ar.sid != "" {
+		ui.AppendClaims("sid", ar.sid)
 	}
 	return nil
 }
@@ -370,6 +376,7 @@ type authRequest struct {
 	acr        string
 	amr        []string
 	authTime   time.Time
+	sid        string // the SSO session's ID; "" when the store was full
 }
 
 // copy returns a snapshot; slices are never modified in place, so sharing

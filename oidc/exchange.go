@@ -47,6 +47,22 @@ func (e *StepUpError) Error() string {
 // never upgrade a victim's session, so the proxy ends the session.
 var ErrSubjectMismatch = errors.New("oidc: step-up completed as a different user")
 
+// Result is what a verified login proves: the facts the policy judges, and
+// the provider's session ID.
+type Result struct {
+	Facts policy.Facts
+	// SID is the ID token's sid claim, the provider's session ID (OIDC
+	// Front- and Back-Channel Logout): a logout token naming it ends the
+	// gateway sessions that came from that provider session. "" when the
+	// provider sent none.
+	SID string
+}
+
+// maxClaimLen bounds the session and token IDs stepgate stores and
+// indexes: generous for any provider's IDs, small enough for a cookie and a
+// store key.
+const maxClaimLen = 255
+
 // idClaims are the ID token claims go-oidc does not decode for us.
 type idClaims struct {
 	AZP      string          `json:"azp"`
@@ -55,47 +71,54 @@ type idClaims struct {
 	AMR      []string        `json:"amr"`
 	ACRS     []string        `json:"acrs"` // Entra ID authentication contexts
 	Email    string          `json:"email"`
+	SID      json.RawMessage `json:"sid"` // checked by hand: must be a bounded string
 }
 
 // Exchange redeems code (with the PKCE verifier), verifies the ID token from
-// the token response and returns what it proves about the user.
+// the token response and returns what it proves about the user, with the
+// provider's session ID.
 //
 // On top of go-oidc's signature, iss, aud and exp checks it requires the
 // nonce sent, a correct azp (OIDC Core §3.1.3.7), a recent iat, a sane
 // auth_time (present when max_age was sent). For a step-up it requires the
 // session's iss+sub (else an error wrapping ErrSubjectMismatch), and for a
-// level that the returned claims satisfy it (else a *StepUpError).
-func (c *Client) Exchange(ctx context.Context, code string, want Expect) (policy.Facts, error) {
+// level that the returned claims satisfy it (else a *StepUpError). A sid
+// that is not a string of at most 255 bytes fails the exchange.
+func (c *Client) Exchange(ctx context.Context, code string, want Expect) (Result, error) {
 	// Without these the checks below would compare against nothing.
 	if want.Nonce == "" {
-		return policy.Facts{}, errors.New("oidc: exchange: expected nonce is empty")
+		return Result{}, errors.New("oidc: exchange: expected nonce is empty")
 	}
 	if want.Verifier == "" {
-		return policy.Facts{}, errors.New("oidc: exchange: PKCE verifier is empty")
+		return Result{}, errors.New("oidc: exchange: PKCE verifier is empty")
 	}
 
 	ctx = gooidc.ClientContext(ctx, c.httpClient)
 	tok, err := c.oauth2.Exchange(ctx, code, oauth2.VerifierOption(want.Verifier))
 	if err != nil {
-		return policy.Facts{}, fmt.Errorf("oidc: code exchange: %w", err)
+		return Result{}, fmt.Errorf("oidc: code exchange: %w", err)
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
-		return policy.Facts{}, errors.New("oidc: token response has no id_token")
+		return Result{}, errors.New("oidc: token response has no id_token")
 	}
 	idt, err := c.verifier.Verify(ctx, raw)
 	if err != nil {
-		return policy.Facts{}, &verifyError{err}
+		return Result{}, &verifyError{err}
 	}
 	var cl idClaims
 	if err := idt.Claims(&cl); err != nil {
-		return policy.Facts{}, fmt.Errorf("oidc: id token claims: %w", err)
+		return Result{}, fmt.Errorf("oidc: id token claims: %w", err)
 	}
 
 	now := c.now()
 	authTime, err := c.check(idt, &cl, want, now)
 	if err != nil {
-		return policy.Facts{}, err
+		return Result{}, err
+	}
+	sid, err := boundedString("sid", cl.SID)
+	if err != nil {
+		return Result{}, fmt.Errorf("oidc: id token %w", err)
 	}
 	f := policy.Facts{
 		Issuer:     idt.Issuer,
@@ -108,15 +131,15 @@ func (c *Client) Exchange(ctx context.Context, code string, want Expect) (policy
 		VerifiedAt: now,
 	}
 	if s := want.Session; s.Authenticated() && (s.Issuer != f.Issuer || s.Subject != f.Subject) {
-		return policy.Facts{}, fmt.Errorf("%w: want iss %q sub %q, got iss %q sub %q",
+		return Result{}, fmt.Errorf("%w: want iss %q sub %q, got iss %q sub %q",
 			ErrSubjectMismatch, s.Issuer, s.Subject, f.Issuer, f.Subject)
 	}
 	if want.Level != nil {
 		if ok, reason := want.Level.Satisfied(&f, now); !ok {
-			return policy.Facts{}, &StepUpError{Level: want.Level.Name, Reason: reason}
+			return Result{}, &StepUpError{Level: want.Level.Name, Reason: reason}
 		}
 	}
-	return f, nil
+	return Result{Facts: f, SID: sid}, nil
 }
 
 // check applies the ID token validation steps go-oidc leaves to its caller
@@ -152,9 +175,9 @@ func (c *Client) check(idt *gooidc.IDToken, cl *idClaims, want Expect, now time.
 		return time.Time{}, fmt.Errorf("oidc: id token iat %s is more than %s after now %s", stamp(iat), skew, stamp(now))
 	}
 
-	authTime, err := parseNumericDate(cl.AuthTime)
+	authTime, err := parseNumericDate("auth_time", cl.AuthTime)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, fmt.Errorf("oidc: id token %w", err)
 	}
 	switch {
 	case authTime.IsZero():
@@ -173,17 +196,35 @@ func (c *Client) check(idt *gooidc.IDToken, cl *idClaims, want Expect, now time.
 // maxNumericDate (9999-12-31) keeps float-to-int conversion well defined.
 const maxNumericDate = 253402300799
 
-// parseNumericDate reads an optional JWT NumericDate (RFC 7519 §2): absent or
-// null gives the zero time; anything but a positive number is an error.
-func parseNumericDate(raw json.RawMessage) (time.Time, error) {
+// parseNumericDate reads the optional JWT NumericDate (RFC 7519 §2) claim
+// name: absent or null gives the zero time; anything but a positive number
+// is an error.
+func parseNumericDate(name string, raw json.RawMessage) (time.Time, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return time.Time{}, nil
 	}
 	var f float64
 	if err := json.Unmarshal(raw, &f); err != nil || f <= 0 || f > maxNumericDate {
-		return time.Time{}, fmt.Errorf("oidc: auth_time: want seconds since the epoch, got %.40s", raw)
+		return time.Time{}, fmt.Errorf("%s: want seconds since the epoch, got %.40s", name, raw)
 	}
 	return time.Unix(int64(math.Floor(f)), 0), nil
+}
+
+// boundedString reads an optional string claim: absent gives "", anything
+// but a JSON string of at most maxClaimLen bytes is an error.
+func boundedString(name string, raw json.RawMessage) (string, error) {
+	if len(raw) == 0 {
+		return "", nil
+	}
+	var v string
+	// json.Unmarshal would take null for "" without complaint.
+	if raw[0] != '"' || json.Unmarshal(raw, &v) != nil {
+		return "", fmt.Errorf("%s: want a string, got %.40s", name, raw)
+	}
+	if len(v) > maxClaimLen {
+		return "", fmt.Errorf("%s: want a string of at most %d bytes, got %d bytes", name, maxClaimLen, len(v))
+	}
+	return v, nil
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

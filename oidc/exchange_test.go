@@ -39,6 +39,13 @@ type flow struct {
 
 func (f flow) run(t *testing.T) (policy.Facts, error) {
 	t.Helper()
+	res, err := f.result(t)
+	return res.Facts, err
+}
+
+// result is run returning the whole Exchange result.
+func (f flow) result(t *testing.T) (oidc.Result, error) {
+	t.Helper()
 	opts := f.opts
 	opts.Now = clock
 	srv := oidctest.NewServer(t, opts)
@@ -50,7 +57,7 @@ func (f flow) run(t *testing.T) (policy.Facts, error) {
 	if f.expect != nil {
 		f.expect(&want, srv)
 	}
-	facts, err := c.Exchange(t.Context(), code, want)
+	res, err := c.Exchange(t.Context(), code, want)
 	if err != nil {
 		// "eyJ" starts every JWT: base64url of `{"`.
 		for _, secret := range []string{a.Nonce, a.Verifier, code, "eyJ"} {
@@ -59,7 +66,7 @@ func (f flow) run(t *testing.T) (policy.Facts, error) {
 			}
 		}
 	}
-	return facts, err
+	return res, err
 }
 
 // at returns a claim editor that sets claim k to testNow+d in epoch seconds.
@@ -211,6 +218,46 @@ func TestExchangeRejects(t *testing.T) {
 			}
 			if f.Subject != "" || f.Issuer != "" {
 				t.Errorf("Exchange returned facts %+v with an error", f)
+			}
+		})
+	}
+}
+
+// TestExchangeSID covers the ID token's sid (OIDC Back-Channel Logout §2.1:
+// the provider's session ID), which the caller stores so that a logout
+// token naming the session can end it.
+func TestExchangeSID(t *testing.T) {
+	long := strings.Repeat("s", 255)
+	for _, tc := range []struct {
+		name    string
+		claims  func(map[string]any)
+		want    string
+		wantErr string // "" = success
+	}{
+		{"absent", nil, "", ""},
+		{"a string", set("sid", "08a5019c-17e1-4977-8f42-65a12843ea02"), "08a5019c-17e1-4977-8f42-65a12843ea02", ""},
+		{"255 bytes", set("sid", long), long, ""},
+		{"256 bytes", set("sid", long+"s"), "", "sid: want a string of at most 255 bytes, got 256 bytes"},
+		{"a number", set("sid", 42), "", "sid: want a string, got 42"},
+		{"an object", set("sid", map[string]any{"id": "x"}), "", `sid: want a string, got {"id":"x"}`},
+		{"null", set("sid", nil), "", "sid: want a string, got null"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := flow{tok: oidctest.Token{Claims: tc.claims}}.result(t)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Exchange() = %+v, %v; want error containing %q", res, err, tc.wantErr)
+				}
+				if res.SID != "" || res.Facts.Subject != "" {
+					t.Errorf("Exchange returned %+v with an error", res)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Exchange: %v", err)
+			}
+			if res.SID != tc.want || res.Facts.Subject != "alice" {
+				t.Errorf("Exchange() = SID %q, Subject %q; want SID %q, Subject \"alice\"", res.SID, res.Facts.Subject, tc.want)
 			}
 		})
 	}

@@ -8,6 +8,9 @@
 // checked in Exchange, and so is what matters for step-up: the returned claims,
 // never the requested ones, must satisfy the level, and a step-up must come
 // back as the same iss+sub as the session it started from.
+//
+// VerifyLogoutToken checks OpenID Connect Back-Channel Logout tokens against
+// the same keys and algorithms as ID tokens.
 package oidc
 
 import (
@@ -22,6 +25,7 @@ import (
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
 
 	"github.com/stepgate/stepgate/policy"
@@ -44,7 +48,10 @@ const defaultHTTPTimeout = 10 * time.Second
 // Client talks to one OpenID provider. It is safe for concurrent use.
 type Client struct {
 	oauth2     oauth2.Config
+	issuer     string
 	verifier   *gooidc.IDTokenVerifier
+	keys       gooidc.KeySet             // the issuer's JWKS, shared by ID and logout tokens
+	algs       []jose.SignatureAlgorithm // the verifier's allow-list, for logout tokens
 	httpClient *http.Client
 	now        func() time.Time
 	endSession *url.URL // nil when the provider advertises none
@@ -151,6 +158,10 @@ func discover(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oidc: discovery at %q: %w", cfg.Issuer, err)
 	}
+	// One key set for ID and logout tokens, so both see the same keys and
+	// a rotation is fetched once. Like go-oidc's own, it fetches on a
+	// background context (a login's cancellation must not poison it).
+	keys := gooidc.NewRemoteKeySet(gooidc.ClientContext(context.Background(), hc), m.JWKSURL)
 	endpoint := p.Endpoint()
 	if endpoint.AuthStyle, err = authStyle(m.AuthMeths, cfg.ClientSecret); err != nil {
 		return nil, fmt.Errorf("oidc: discovery at %q: %w", cfg.Issuer, err)
@@ -163,13 +174,18 @@ func discover(ctx context.Context, cfg Config) (*Client, error) {
 			RedirectURL:  cfg.RedirectURL,
 			Scopes:       slices.Clone(cfg.Scopes),
 		},
-		verifier: p.Verifier(&gooidc.Config{
+		issuer: cfg.Issuer,
+		verifier: gooidc.NewVerifier(cfg.Issuer, keys, &gooidc.Config{
 			ClientID:             cfg.ClientID,
 			SupportedSigningAlgs: algs,
 			Now:                  now,
 		}),
+		keys:       keys,
 		httpClient: hc,
 		now:        now,
+	}
+	for _, a := range algs {
+		c.algs = append(c.algs, jose.SignatureAlgorithm(a))
 	}
 	if m.EndSession != "" {
 		u, err := url.Parse(m.EndSession)

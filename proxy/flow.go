@@ -133,7 +133,8 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request, p *session.Pe
 	if p.Subject != "" {
 		want.Session = &policy.Facts{Issuer: p.Issuer, Subject: p.Subject}
 	}
-	f, err := c.Exchange(r.Context(), code, want)
+	res, err := c.Exchange(r.Context(), code, want)
+	f := res.Facts
 	var sue *oidc.StepUpError
 	switch {
 	case err == nil:

@@ -3,7 +3,7 @@
 // Unlike a real provider it lets the test decide every ID token claim and
 // how the token is signed (wrong key, HS256, alg "none"), so relying-party
 // tests can feed stepgate the crafted bad tokens a real provider never
-// issues. It serves discovery, a JWKS, an authorization endpoint that
+// issues. LogoutToken builds back-channel logout tokens the same way. It serves discovery, a JWKS, an authorization endpoint that
 // redirects straight back with a code (no user interaction), and a token
 // endpoint that checks client credentials, redirect_uri and PKCE S256.
 package oidctest
@@ -33,6 +33,7 @@ import (
 type Options struct {
 	ClientID, ClientSecret string   // defaults "stepgate" and "stepgate-secret"
 	Subject                string   // sub of issued tokens; default "alice"
+	SID                    string   // sid of ID and logout tokens; "" means none
 	Algs                   []string // id_token_signing_alg_values_supported; nil means ["RS256"]
 	AuthMethods            []string // token_endpoint_auth_methods_supported; nil means basic and post
 	EndSession             bool     // advertise end_session_endpoint
@@ -310,17 +311,55 @@ func (s *Server) idToken(a authorization, tok Token) (string, error) {
 	if a.nonce != "" {
 		claims["nonce"] = a.nonce
 	}
+	if s.opts.SID != "" {
+		claims["sid"] = s.opts.SID
+	}
 	if len(a.acrValues) > 0 {
 		claims["acr"] = a.acrValues[0] // an obliging provider
 	}
 	if tok.Claims != nil {
 		tok.Claims(claims)
 	}
+	return s.sign(tok, "JWT", claims)
+}
+
+// BackchannelLogoutEvent is the events member that makes a JWT a logout
+// token (OIDC Back-Channel Logout 1.0 §2.4).
+const BackchannelLogoutEvent = "http://schemas.openid.net/event/backchannel-logout"
+
+// LogoutToken returns a back-channel logout token (OIDC Back-Channel Logout
+// 1.0 §2.4) built and signed as tok says; tok.OmitIDToken is ignored. The
+// default claims are iss, aud (ClientID), iat (now), exp (+2m), a random
+// jti, events with BackchannelLogoutEvent, sub (Options.Subject) and, when
+// Options.SID is set, sid; the header's typ is "logout+jwt".
+func (s *Server) LogoutToken(tok Token) (string, error) {
+	now := s.opts.Now().Unix()
+	claims := map[string]any{
+		"iss":    s.URL,
+		"aud":    s.ClientID,
+		"iat":    now,
+		"exp":    now + 120,
+		"jti":    rand.Text(),
+		"events": map[string]any{BackchannelLogoutEvent: map[string]any{}},
+		"sub":    s.opts.Subject,
+	}
+	if s.opts.SID != "" {
+		claims["sid"] = s.opts.SID
+	}
+	if tok.Claims != nil {
+		tok.Claims(claims)
+	}
+	return s.sign(tok, "logout+jwt", claims)
+}
+
+// sign signs claims as tok says, under a header of tok.Alg (default
+// RS256), the published kid and typ, edited by tok.Header.
+func (s *Server) sign(tok Token, typ string, claims map[string]any) (string, error) {
 	alg := tok.Alg
 	if alg == "" {
 		alg = "RS256"
 	}
-	header := map[string]any{"alg": alg, "kid": s.KeyID, "typ": "JWT"}
+	header := map[string]any{"alg": alg, "kid": s.KeyID, "typ": typ}
 	if tok.Header != nil {
 		tok.Header(header)
 	}
