@@ -11,19 +11,21 @@ import (
 
 // The plaintext inside a sealed cookie is a compact binary record rather than
 // gob or JSON: the session is opened on every proxied request, and a fixed
-// field order with length-prefixed strings decodes with one string
-// allocation plus one per list.
+// field order with length-prefixed strings decodes with two allocations, one
+// string that every string field is a substring of, and one slice that backs
+// both lists (their counts come first, so its length is known up front).
 //
 //	record  = tag field*           (no trailing bytes)
 //	string  = uvarint(len) bytes
-//	list    = uvarint(count) string*
+//	lists   = uvarint(count1) uvarint(count2) string{count1} string{count2}
 //	time    = varint(unix seconds); the zero time.Time as its own Unix value
 //
 // The first byte tags both the kind and the version, and tags are unique
 // across kinds, so a pending record never decodes as a session even if the
-// keys were shared.
+// keys were shared. Tag 0x01 was the session record before IdPSID; it no
+// longer decodes.
 const (
-	tagState1   = 0x01 // ID Issuer Subject Email ACR list(AMR) list(ACRS) AuthTime VerifiedAt Issued
+	tagState2   = 0x02 // ID IdPSID Issuer Subject Email ACR lists(AMR, ACRS) AuthTime VerifiedAt Issued
 	tagPending1 = 0x81 // State Nonce Verifier Level ReturnTo Issuer Subject Created
 )
 
@@ -33,6 +35,10 @@ const maxList = 64
 
 // idLen is the length of State.ID: 16 random bytes, base64url unpadded.
 const idLen = 22
+
+// maxIdPSID bounds State.IdPSID. The sid claim has no length limit in the
+// specifications; real IdPs send a UUID or a few dozen characters.
+const maxIdPSID = 255
 
 // zeroUnix is what time.Time{}.Unix() returns. Storing it as is lets "no
 // auth_time" survive the round trip without a separate flag.
@@ -45,18 +51,21 @@ func appendState(b []byte, st State, issued time.Time) ([]byte, error) {
 		return nil, fmt.Errorf("session: id of %d bytes; want %d", len(st.ID), idLen)
 	}
 	f := &st.Facts
+	if len(st.IdPSID) > maxIdPSID {
+		return nil, fmt.Errorf("session: IdP session ID of %d bytes; want at most %d", len(st.IdPSID), maxIdPSID)
+	}
 	if len(f.AMR) > maxList || len(f.ACRS) > maxList {
 		return nil, fmt.Errorf("session: %d amr and %d acrs values; want at most %d each",
 			len(f.AMR), len(f.ACRS), maxList)
 	}
-	b = append(b, tagState1)
+	b = append(b, tagState2)
 	b = appendString(b, st.ID)
+	b = appendString(b, st.IdPSID)
 	b = appendString(b, f.Issuer)
 	b = appendString(b, f.Subject)
 	b = appendString(b, f.Email)
 	b = appendString(b, f.ACR)
-	b = appendList(b, f.AMR)
-	b = appendList(b, f.ACRS)
+	b = appendLists(b, f.AMR, f.ACRS)
 	b = appendTime(b, f.AuthTime)
 	b = appendTime(b, f.VerifiedAt)
 	b = appendTime(b, issued)
@@ -65,16 +74,16 @@ func appendState(b []byte, st State, issued time.Time) ([]byte, error) {
 
 // decodeState decodes a session record, leaving Expires zero.
 func decodeState(b []byte) (st State, issued time.Time, err error) {
-	r := newReader(b, tagState1)
+	r := newReader(b, tagState2)
 	st.ID = r.str()
+	st.IdPSID = r.str()
 	st.Facts = policy.Facts{
 		Issuer:  r.str(),
 		Subject: r.str(),
 		Email:   r.str(),
 		ACR:     r.str(),
-		AMR:     r.list(),
-		ACRS:    r.list(),
 	}
+	st.Facts.AMR, st.Facts.ACRS = r.lists()
 	st.Facts.AuthTime = r.time()
 	st.Facts.VerifiedAt = r.time()
 	issued = r.time()
@@ -83,6 +92,9 @@ func decodeState(b []byte) (st State, issued time.Time, err error) {
 	}
 	if len(st.ID) != idLen {
 		return State{}, time.Time{}, fmt.Errorf("id of %d bytes; want %d", len(st.ID), idLen)
+	}
+	if len(st.IdPSID) > maxIdPSID {
+		return State{}, time.Time{}, fmt.Errorf("IdP session ID of %d bytes; want at most %d", len(st.IdPSID), maxIdPSID)
 	}
 	return st, issued, nil
 }
@@ -122,9 +134,13 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func appendList(b []byte, l []string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(l)))
-	for _, s := range l {
+func appendLists(b []byte, l1, l2 []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(l1)))
+	b = binary.AppendUvarint(b, uint64(len(l2)))
+	for _, s := range l1 {
+		b = appendString(b, s)
+	}
+	for _, s := range l2 {
 		b = appendString(b, s)
 	}
 	return b
@@ -196,21 +212,35 @@ func (r *reader) str() string {
 	return s
 }
 
-func (r *reader) list() []string {
-	n := r.uvarint()
-	if r.err != nil || n == 0 {
-		return nil
+// lists reads two lists into one backing slice. An empty list is nil.
+func (r *reader) lists() (l1, l2 []string) {
+	n1, n2 := r.uvarint(), r.uvarint()
+	if r.err != nil {
+		return nil, nil
 	}
-	// Each element takes at least its one-byte length.
-	if n > maxList || n > uint64(len(r.b)-r.off) {
-		r.fail(fmt.Errorf("list of %d values; want at most %d", n, min(maxList, len(r.b)-r.off)))
-		return nil
+	// Checked before allocating: each element takes at least its one-byte
+	// length, so a corrupt count fails here, not after a large make.
+	if left := uint64(len(r.b) - r.off); n1 > maxList || n2 > maxList || n1+n2 > left {
+		r.fail(fmt.Errorf("lists of %d and %d values; want at most %d each, and %d in all", n1, n2, maxList, min(2*maxList, left)))
+		return nil, nil
 	}
-	l := make([]string, n)
+	if n1+n2 == 0 {
+		return nil, nil
+	}
+	l := make([]string, n1+n2)
 	for i := range l {
 		l[i] = r.str()
 	}
-	return l
+	// Full slice expressions: appending to the first list must not
+	// overwrite the second.
+	l1, l2 = l[:n1:n1], l[n1:]
+	if n1 == 0 {
+		l1 = nil
+	}
+	if n2 == 0 {
+		l2 = nil
+	}
+	return l1, l2
 }
 
 func (r *reader) time() time.Time {

@@ -1,6 +1,7 @@
 package session_test
 
 import (
+	"encoding/binary"
 	"reflect"
 	"strings"
 	"testing"
@@ -24,20 +25,33 @@ func TestDecodeRejects(t *testing.T) {
 		}
 		return append([]byte{b[0], byte(len(id))}, append([]byte(id), b[2+22:]...)...)
 	}
+	// good's IdP session ID ("") replaced by one of n bytes.
+	withIdPSID := func(n int) []byte {
+		b := append([]byte(nil), good[:1+1+22]...)
+		b = binary.AppendUvarint(b, uint64(n))
+		b = append(b, strings.Repeat("s", n)...)
+		return append(b, good[1+1+22+1:]...)
+	}
+	tag := good[0]
 	tests := []struct {
 		name string
 		b    []byte
 		want string
 	}{
 		{"empty", nil, "empty"},
-		{"unknown version", append([]byte{0x02}, good[1:]...), "format tag 0x2"},
+		{"unknown version", append([]byte{0x03}, good[1:]...), "format tag 0x3"},
+		{"record before IdPSID", append([]byte{0x01}, good[1:]...), "format tag 0x1"},
 		{"pending record", pending, "format tag 0x81"},
 		{"trailing byte", append(good[:len(good):len(good)], 0), "1 trailing bytes"},
 		{"truncated", good[:len(good)-1], "truncated"},
 		{"string past the end", good[:30], "bytes with"},
 		{"short id", withID("short"), "id of 5 bytes"},
-		{"huge length", []byte{0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, "bytes with"},
-		{"varint overflow", []byte{0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, "truncated"},
+		{"long IdP session ID", withIdPSID(256), "IdP session ID of 256 bytes"},
+		{"huge length", []byte{tag, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, "bytes with"},
+		{"varint overflow", []byte{tag, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, "truncated"},
+	}
+	if _, _, err := session.DecodeState(withIdPSID(255)); err != nil {
+		t.Fatalf("DecodeState with a 255-byte IdP session ID: %v", err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,13 +67,52 @@ func TestDecodeRejects(t *testing.T) {
 }
 
 func TestDecodeListBound(t *testing.T) {
+	good, err := session.EncodeState(session.State{ID: strings.Repeat("A", 22)}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A count far above the bytes that follow must fail before allocating.
-	b := []byte{0x01, 22}
-	b = append(b, strings.Repeat("A", 22)...)
-	b = append(b, 0, 0, 0, 0)       // issuer, subject, email, acr
-	b = append(b, 0xff, 0xff, 0x03) // amr count 65535
-	if _, _, err := session.DecodeState(b); err == nil || !strings.Contains(err.Error(), "list of 65535") {
-		t.Errorf("DecodeState with 65535 amr values = %v; want a list error", err)
+	record := func(counts ...byte) []byte {
+		b := []byte{good[0], 22}
+		b = append(b, strings.Repeat("A", 22)...)
+		b = append(b, 0, 0, 0, 0, 0) // IdP sid, issuer, subject, email, acr
+		b = append(b, counts...)
+		return append(b, 0, 0, 0) // three times
+	}
+	for _, tt := range []struct {
+		name   string
+		counts []byte
+		want   string
+	}{
+		{"65535 amr", []byte{0xff, 0xff, 0x03, 0}, "lists of 65535 and 0 values"},
+		{"65535 acrs", []byte{0, 0xff, 0xff, 0x03}, "lists of 0 and 65535 values"},
+		{"65 amr", []byte{65, 0}, "lists of 65 and 0 values"},
+		{"more values than bytes", []byte{2, 2}, "lists of 2 and 2 values"},
+	} {
+		if _, _, err := session.DecodeState(record(tt.counts...)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: DecodeState = %v; want an error containing %q", tt.name, err, tt.want)
+		}
+	}
+	// The same record with both counts zero decodes: the bound is what failed.
+	if _, _, err := session.DecodeState(record(0, 0)); err != nil {
+		t.Errorf("DecodeState with no amr or acrs: %v", err)
+	}
+}
+
+// The two lists share one backing slice; appending to amr must not
+// overwrite acrs.
+func TestDecodeListsIndependent(t *testing.T) {
+	b, err := session.EncodeState(session.State{ID: strings.Repeat("A", 22), Facts: policy.Facts{AMR: []string{"pwd"}, ACRS: []string{"c1", "c2"}}}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := session.DecodeState(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = append(st.Facts.AMR, "x")
+	if !reflect.DeepEqual(st.Facts.ACRS, []string{"c1", "c2"}) {
+		t.Errorf("after appending to amr, acrs = %q; want [c1 c2]", st.Facts.ACRS)
 	}
 }
 

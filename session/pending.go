@@ -69,7 +69,9 @@ func (s *Store) SavePending(w http.ResponseWriter, r *http.Request, p Pending) e
 		return errors.New("session: pending login without state, nonce or verifier; build it with NewPending")
 	}
 	name := s.pendingName(p.State)
-	v, err := seal(s.pending[0], name, appendPending(make([]byte, 0, 256), p))
+	sc := getScratch()
+	defer sc.free()
+	v, err := s.pending.seal(sc, name, appendPending(sc.text[:0], p))
 	if err != nil {
 		return err
 	}
@@ -85,8 +87,8 @@ func (s *Store) SavePending(w http.ResponseWriter, r *http.Request, p Pending) e
 // than MaxCleared names. now is the new flow's Created time.
 //
 // An honest browser holds at most MaxPending pending cookies, so only the
-// first few are opened (each costs an HMAC); any beyond them are junk and
-// expired without being opened.
+// first few are opened (each costs an AES-GCM open); any beyond them are
+// junk and expired without being opened.
 func (s *Store) stalePending(r *http.Request, keep string, now time.Time) []string {
 	type flow struct {
 		name    string
@@ -180,7 +182,9 @@ func (p *Pending) expired(now time.Time) bool {
 }
 
 func (s *Store) openPending(name, value string) (Pending, error) {
-	b, err := open(s.pending, name, value)
+	sc := getScratch()
+	defer sc.free()
+	b, err := s.pending.open(sc, name, value)
 	if err != nil {
 		return Pending{}, err
 	}

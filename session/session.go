@@ -2,13 +2,13 @@
 // cookies, so the gateway holds no server-side state.
 //
 // A session cookie carries policy.Facts: what the gateway verified about the
-// user's authentication. A pending cookie carries one login or step-up round
-// trip (state, nonce, PKCE verifier, the level asked for, where to return).
-// Both are encrypted and authenticated (gorilla/securecookie: AES-256-CTR,
-// then HMAC-SHA256 over the cookie name, a timestamp and the ciphertext), with
-// keys derived per purpose from operator secrets, so a value sealed for one
-// purpose or one cookie name never opens as another (threat model case 66). The keys
-// are bound to the deployment (issuer and client_id) as well, and a session
+// user's authentication, and the IdP's session ID when the ID token named
+// one. A pending cookie carries one login or step-up round trip (state,
+// nonce, PKCE verifier, the level asked for, where to return). Both are
+// sealed with AES-256-GCM under the cookie's name, with keys derived per
+// purpose from operator secrets, so a value sealed for one purpose or one
+// cookie name never opens as another (threat model case 66). The keys are
+// bound to the deployment (issuer and client_id) as well, and a session
 // naming another issuer is refused, so a cookie from staging never opens in
 // production even when the two share a secret (threat model case 85).
 //
@@ -17,23 +17,21 @@
 // two cookies of the session's name is rejected rather than guessed at
 // (threat model case 68). Every Save issues a new session ID.
 //
-// Times passed in as now are the caller's clock. securecookie also checks the
-// age of every cookie against the real clock, as a backstop only: its limit
-// is a minute looser than the checks made here.
+// Times passed in as now are the caller's clock; the age of a cookie is
+// checked against the time sealed inside it.
 package session
 
 import (
-	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/textproto"
+	"strings"
 	"time"
 
-	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
 
 	"github.com/stepgate/stepgate/policy"
@@ -70,18 +68,13 @@ const MinSecretLen = 32
 // about 4 KB per cookie; anything longer is refused before any crypto runs.
 const maxCookieLen = 4096
 
-// backstop is how much looser securecookie's own age check is than ours, so
-// that ours, with its clearer message and the caller's clock, fires first.
-const backstop = time.Minute
-
-// Key derivation labels. Each purpose and each key use gets its own label,
-// so the keys are independent of one another; keyInfo adds the deployment.
-// v2 added the deployment: cookies sealed under v1 no longer open.
+// Key derivation labels, one per purpose, so the keys are independent of
+// one another; keyInfo adds the deployment. v2 added the deployment; v3 moved
+// from securecookie's AES-CTR and HMAC key pair to one AES-256-GCM key, so
+// cookies sealed under earlier versions no longer open.
 const (
-	infoSessionHash  = "stepgate session v2 hmac-sha256"
-	infoSessionBlock = "stepgate session v2 aes-256"
-	infoPendingHash  = "stepgate pending v2 hmac-sha256"
-	infoPendingBlock = "stepgate pending v2 aes-256"
+	infoSession = "stepgate session v3 aes-256-gcm"
+	infoPending = "stepgate pending v3 aes-256-gcm"
 )
 
 // ErrNoSession reports a request without a session cookie.
@@ -93,9 +86,9 @@ type Store struct {
 	name     string
 	lifetime time.Duration
 	secure   bool
-	issuer   string               // a session naming another issuer is refused
-	session  []securecookie.Codec // index 0 seals
-	pending  []securecookie.Codec // index 0 seals
+	issuer   string // a session naming another issuer is refused
+	session  keyring
+	pending  keyring
 }
 
 // New returns a Store for cfg, or an error if cfg is unusable.
@@ -123,15 +116,16 @@ func New(cfg Config) (*Store, error) {
 	}
 	d := deployment{cfg.Issuer, cfg.ClientID}
 	for _, sec := range cfg.Secrets {
-		c, err := newCodec(sec, d, infoSessionHash, infoSessionBlock, cfg.Lifetime+backstop)
+		sk, err := newAEAD(sec, d, infoSession)
 		if err != nil {
 			return nil, err
 		}
-		s.session = append(s.session, c)
-		if c, err = newCodec(sec, d, infoPendingHash, infoPendingBlock, PendingLifetime+backstop); err != nil {
+		pk, err := newAEAD(sec, d, infoPending)
+		if err != nil {
 			return nil, err
 		}
-		s.pending = append(s.pending, c)
+		s.session = append(s.session, sk)
+		s.pending = append(s.pending, pk)
 	}
 	return s, nil
 }
@@ -152,29 +146,18 @@ func keyInfo(label string, d deployment) string {
 	return string(b)
 }
 
-func newCodec(secret []byte, d deployment, hashLabel, blockLabel string, maxAge time.Duration) (*securecookie.SecureCookie, error) {
-	hashKey, err := hkdf.Key(sha256.New, secret, nil, keyInfo(hashLabel, d), 32)
-	if err != nil {
-		return nil, fmt.Errorf("session: deriving key: %w", err)
-	}
-	blockKey, err := hkdf.Key(sha256.New, secret, nil, keyInfo(blockLabel, d), 32) // AES-256
-	if err != nil {
-		return nil, fmt.Errorf("session: deriving key: %w", err)
-	}
-	return securecookie.New(hashKey, blockKey).
-		SetSerializer(securecookie.NopEncoder{}). // the record is already bytes
-		MaxAge(int(maxAge / time.Second)).
-		MaxLength(maxCookieLen), nil
-}
-
 // CookieName returns the session cookie's name: "__Host-stepgate" when
 // Secure, else "stepgate".
 func (s *Store) CookieName() string { return s.name }
 
 // State is one session as sealed in its cookie.
 type State struct {
-	ID      string // random 128-bit id, base64url; new on every Save
-	Facts   policy.Facts
+	ID    string // random 128-bit id, base64url; new on every Save
+	Facts policy.Facts
+	// IdPSID is the IdP's session ID, the ID token's sid claim, or "" when
+	// the token had none. A back-channel logout names it to end every
+	// gateway session that the IdP session started.
+	IdPSID  string
 	Expires time.Time // Save's now (whole seconds) + Lifetime
 }
 
@@ -183,14 +166,16 @@ type State struct {
 // an unknown key or for another deployment, names another issuer, expired,
 // is malformed or was sent twice. Callers treat every error as "no session".
 func (s *Store) Load(r *http.Request, now time.Time) (State, error) {
-	cs := r.CookiesNamed(s.name)
+	value, n := cookieValue(r.Header, s.name)
 	switch {
-	case len(cs) == 0:
+	case n == 0:
 		return State{}, ErrNoSession
-	case len(cs) > 1:
-		return State{}, fmt.Errorf("session: %d cookies named %q; want one (a sibling site may be setting cookies)", len(cs), s.name)
+	case n > 1:
+		return State{}, fmt.Errorf("session: %d cookies named %q; want one (a sibling site may be setting cookies)", n, s.name)
 	}
-	b, err := open(s.session, s.name, cs[0].Value)
+	sc := getScratch()
+	defer sc.free()
+	b, err := s.session.open(sc, s.name, value)
 	if err != nil {
 		return State{}, err
 	}
@@ -214,10 +199,49 @@ func (s *Store) Load(r *http.Request, now time.Time) (State, error) {
 	return st, nil
 }
 
-// Save seals f into a new session, with a new ID and Expires = now +
-// Lifetime, and sets its cookie on w. The returned State is exactly what Load
-// will return: times in whole seconds, UTC.
+// cookieValue returns the value of the first cookie called name in h's
+// Cookie lines, and how many cookies of that name they carry.
+//
+// It stands in for Request.CookiesNamed on the path every request takes.
+// CookiesNamed checks each byte of the value against the cookie-octet set
+// and allocates a Cookie for it, about half the cost of Load, while a sealed
+// value is checked byte by byte again anyway, against the narrower base64url
+// alphabet, when it is decoded. The split is readCookies' own: pairs
+// separated by ';', name and pair trimmed of ASCII white space, and the
+// value's enclosing double quotes removed. Unlike readCookies, a pair of
+// this name counts even when its value has bytes no cookie may hold, so
+// such a second cookie is refused rather than overlooked.
+func cookieValue(h http.Header, name string) (value string, n int) {
+	for _, line := range h["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = textproto.TrimString(part)
+			k, v, _ := strings.Cut(part, "=")
+			if textproto.TrimString(k) != name {
+				continue
+			}
+			if n++; n == 1 {
+				value = v
+			}
+		}
+	}
+	if len(value) > 1 && value[0] == '"' && value[len(value)-1] == '"' {
+		value = value[1 : len(value)-1]
+	}
+	return value, n
+}
+
+// Save is SaveWith for a session without an IdP session ID.
 func (s *Store) Save(w http.ResponseWriter, f policy.Facts, now time.Time) (State, error) {
+	return s.SaveWith(w, f, "", now)
+}
+
+// SaveWith seals f and idpSID, the ID token's sid claim ("" when it had
+// none), into a new session, with a new ID and Expires = now + Lifetime, and
+// sets its cookie on w. The returned State is exactly what Load will return:
+// times in whole seconds, UTC.
+func (s *Store) SaveWith(w http.ResponseWriter, f policy.Facts, idpSID string, now time.Time) (State, error) {
 	id, err := random(16)
 	if err != nil {
 		return State{}, err
@@ -231,12 +255,14 @@ func (s *Store) Save(w http.ResponseWriter, f policy.Facts, now time.Time) (Stat
 		f.ACRS = nil
 	}
 	issued := unixTime(now)
-	st := State{ID: id, Facts: f, Expires: issued.Add(s.lifetime)}
-	b, err := appendState(make([]byte, 0, 512), st, issued)
+	st := State{ID: id, Facts: f, IdPSID: idpSID, Expires: issued.Add(s.lifetime)}
+	sc := getScratch()
+	defer sc.free()
+	b, err := appendState(sc.text[:0], st, issued)
 	if err != nil {
 		return State{}, err
 	}
-	v, err := seal(s.session[0], s.name, b)
+	v, err := s.session.seal(sc, s.name, b)
 	if err != nil {
 		return State{}, err
 	}
@@ -265,26 +291,6 @@ func (s *Store) cookie(name, value string, maxAge time.Duration) *http.Cookie {
 		// top-level GET and must carry both cookies.
 		SameSite: http.SameSiteLaxMode,
 	})
-}
-
-func seal(c securecookie.Codec, name string, record []byte) (string, error) {
-	v, err := c.Encode(name, record)
-	if err != nil {
-		return "", fmt.Errorf("session: sealing cookie %q: %w", name, err)
-	}
-	return v, nil
-}
-
-func open(codecs []securecookie.Codec, name, value string) ([]byte, error) {
-	if len(value) > maxCookieLen {
-		return nil, fmt.Errorf("session: cookie %q is %d bytes; want at most %d", name, len(value), maxCookieLen)
-	}
-	var b []byte
-	if err := securecookie.DecodeMulti(name, value, &b, codecs...); err != nil {
-		// securecookie's messages are fixed strings; they never echo the value.
-		return nil, fmt.Errorf("session: cookie %q failed authentication (key rotated, tampered or past its lifetime): %w", name, err)
-	}
-	return b, nil
 }
 
 // random returns n bytes from crypto/rand, base64url without padding.
