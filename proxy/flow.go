@@ -85,12 +85,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, ev *event) {
 		h.failFlow(w, r, "callback", nil, errBadState)
 		return
 	}
-	f, fe := h.exchange(w, r, &p)
+	res, fe := h.exchange(w, r, &p)
 	if fe != nil {
 		h.failFlow(w, r, p.Kind(), &p, fe)
 		return
 	}
-	if _, err := h.sessions.Save(w, f, h.now()); err != nil {
+	f := res.Facts
+	if _, err := h.sessions.SaveWith(w, f, res.SID, h.now()); err != nil {
 		h.internalError(w, r, "cannot save session", err)
 		return
 	}
@@ -108,46 +109,45 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, ev *event) {
 // exchange turns the callback of the round trip p into the facts of a new
 // session, or says why it cannot: the IdP refused, the code is missing, the
 // ID token is invalid, names another user, or does not meet the level.
-func (h *Handler) exchange(w http.ResponseWriter, r *http.Request, p *session.Pending) (policy.Facts, *flowError) {
+func (h *Handler) exchange(w http.ResponseWriter, r *http.Request, p *session.Pending) (oidc.Result, *flowError) {
 	q := r.URL.Query()
 	var level *policy.Level
 	if p.Level != "" {
 		if level = h.levels[p.Level]; level == nil {
-			return policy.Facts{}, errLevelGone
+			return oidc.Result{}, errLevelGone
 		}
 	}
 	if e := q.Get("error"); e != "" {
 		// The IdP refused (unmet_authentication_requirements, access_denied,
 		// login_required...). The state is consumed; never redirect again.
-		return policy.Facts{}, errIdP.with("error", oauthErrorCode(e))
+		return oidc.Result{}, errIdP.with("error", oauthErrorCode(e))
 	}
 	c := h.oidc.Load()
 	if c == nil {
-		return policy.Facts{}, errNotReady
+		return oidc.Result{}, errNotReady
 	}
 	code := q.Get("code")
 	if code == "" {
-		return policy.Facts{}, errNoCode
+		return oidc.Result{}, errNoCode
 	}
 	want := oidc.Expect{Nonce: p.Nonce, Verifier: p.Verifier, Level: level}
 	if p.Subject != "" {
 		want.Session = &policy.Facts{Issuer: p.Issuer, Subject: p.Subject}
 	}
 	res, err := c.Exchange(r.Context(), code, want)
-	f := res.Facts
 	var sue *oidc.StepUpError
 	switch {
 	case err == nil:
-		return f, nil
+		return res, nil
 	case errors.Is(err, oidc.ErrSubjectMismatch):
 		// Someone completed the step-up as another account: the session
 		// this flow started from can no longer be trusted (threat model case 55).
 		h.sessions.Clear(w)
-		return policy.Facts{}, errOtherSubject
+		return oidc.Result{}, errOtherSubject
 	case errors.As(err, &sue):
-		return policy.Facts{}, errUnsatisfied.because(sue.Reason)
+		return oidc.Result{}, errUnsatisfied.because(sue.Reason)
 	}
-	return policy.Facts{}, errInvalidToken.because(err.Error())
+	return oidc.Result{}, errInvalidToken.because(err.Error())
 }
 
 // flowError ends a login or step-up round trip without a session. status,

@@ -903,3 +903,23 @@ func TestSessionInfo(t *testing.T) {
 		})
 	}
 }
+
+// The ID token's sid is kept in the session, so a back-channel logout that
+// names the IdP session can end it; a token without one keeps none.
+func TestCallbackKeepsIdPSessionID(t *testing.T) {
+	for _, sid := range []string{"idp-session-7", ""} {
+		fx := newFlowFixture(t, oidctest.Options{SID: sid})
+		resp := fx.complete(fx.get("/account", htmlHdr))
+		resp.Body.Close()
+		st, err := fx.sessions.Load(fx.jarRequest(), fx.clock.Now())
+		if err != nil {
+			t.Fatalf("sid %q: no session after the callback: %v", sid, err)
+		}
+		if st.IdPSID != sid {
+			t.Errorf("session IdPSID %q; want %q", st.IdPSID, sid)
+		}
+		if st.Issued.IsZero() || !st.Expires.Equal(st.Issued.Add(time.Hour)) {
+			t.Errorf("session issued %v expires %v; want expiry one lifetime after issue", st.Issued, st.Expires)
+		}
+	}
+}

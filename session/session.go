@@ -158,7 +158,8 @@ type State struct {
 	// the token had none. A back-channel logout names it to end every
 	// gateway session that the IdP session started.
 	IdPSID  string
-	Expires time.Time // Save's now (whole seconds) + Lifetime
+	Issued  time.Time // Save's now, whole seconds: a "log out everywhere" voids sessions issued before it
+	Expires time.Time // Issued + Lifetime
 }
 
 // Load opens the request's session cookie. It returns ErrNoSession when there
@@ -191,7 +192,7 @@ func (s *Store) Load(r *http.Request, now time.Time) (State, error) {
 	}
 	// Expires follows the configured Lifetime, not the one in force at
 	// Save, so shortening Lifetime ends older sessions at once.
-	st.Expires = issued.Add(s.lifetime)
+	st.Issued, st.Expires = issued, issued.Add(s.lifetime)
 	if !now.Before(st.Expires) {
 		return State{}, fmt.Errorf("session: cookie %q expired at %s; now %s",
 			s.name, st.Expires.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
@@ -255,7 +256,7 @@ func (s *Store) SaveWith(w http.ResponseWriter, f policy.Facts, idpSID string, n
 		f.ACRS = nil
 	}
 	issued := unixTime(now)
-	st := State{ID: id, Facts: f, IdPSID: idpSID, Expires: issued.Add(s.lifetime)}
+	st := State{ID: id, Facts: f, IdPSID: idpSID, Issued: issued, Expires: issued.Add(s.lifetime)}
 	sc := getScratch()
 	defer sc.free()
 	b, err := appendState(sc.text[:0], st, issued)
