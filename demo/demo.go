@@ -167,8 +167,11 @@ func Start(ctx context.Context, opt Options) (*Demo, error) {
 		})
 	}
 	idp, err := devidp.New(devidp.Config{
-		Issuer:    d.IDPURL,
-		Clients:   []devidp.Client{{ID: "stepgate-demo", Secret: clientSecret, RedirectURIs: []string{d.GatewayURL + "/.stepgate/callback"}}},
+		Issuer: d.IDPURL,
+		Clients: []devidp.Client{{ID: "stepgate-demo", Secret: clientSecret,
+			RedirectURIs: []string{d.GatewayURL + "/.stepgate/callback"},
+			// Signing out at the provider ends the bank session too.
+			BackchannelLogoutURI: d.GatewayURL + "/.stepgate/backchannel-logout"}},
 		Users:     users,
 		ShowCodes: opt.ShowCodes,
 	})

@@ -12,12 +12,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/stepgate/stepgate/config"
 	"github.com/stepgate/stepgate/oidc"
 	"github.com/stepgate/stepgate/proxy"
 	"github.com/stepgate/stepgate/session"
+	"github.com/stepgate/stepgate/store"
 )
 
 // Options are what a Gateway needs besides its configuration. The zero value
@@ -46,6 +50,37 @@ type Gateway struct {
 	oidc    oidc.Config
 	log     *slog.Logger
 	opt     Options
+	shared  store.Store
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// openStore opens session.store: this process's memory, or the Redis that
+// replicas share. An unreachable Redis at start is an error: a replica
+// that cannot see revocations must not serve (its orchestrator restarts it
+// until Redis answers).
+func openStore(url string, log *slog.Logger) (store.Store, error) {
+	if url == "" {
+		return store.NewMemory(), nil
+	}
+	// go-redis logs reconnects on its own, process-wide; its lines go to the
+	// gateway's log at WARN, never with the URL's password.
+	redis.SetLogger(redisLogger{log})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := store.NewRedis(ctx, url, store.RedisOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: session store: %w", err)
+	}
+	return s, nil
+}
+
+// redisLogger routes go-redis's internal log lines into slog.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn("redis client", "msg", fmt.Sprintf(format, v...))
 }
 
 // New wires cfg. It does not reach the identity provider: Run discovers it
@@ -67,7 +102,11 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 	if opt.DrainTimeout <= 0 {
 		opt.DrainTimeout = 30 * time.Second
 	}
-	store, err := session.New(session.Config{
+	shared, err := openStore(cfg.Session.Store, opt.Logger)
+	if err != nil {
+		return nil, err
+	}
+	sessions, err := session.New(session.Config{
 		Secrets:  cfg.Session.Secrets,
 		Lifetime: cfg.Session.Lifetime,
 		Secure:   cfg.PublicURL.Scheme == "https",
@@ -75,21 +114,26 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 		ClientID: cfg.OIDC.ClientID,
 	})
 	if err != nil {
+		shared.Close()
 		return nil, err
 	}
 	h, err := proxy.New(proxy.Config{
 		Table:           cfg.Table,
 		PathOptions:     cfg.PathOptions(),
 		Levels:          cfg.Levels,
-		Sessions:        store,
+		Sessions:        sessions,
 		Upstream:        cfg.Upstream,
 		PublicURL:       cfg.PublicURL,
 		IdentityHeaders: cfg.IdentityHeaders,
 		TrustedProxies:  cfg.TrustedProxies,
+		Store:           shared,
+		StoreGrace:      cfg.Session.StoreGrace,
+		AdminToken:      cfg.Admin.Token,
 		Logger:          opt.Logger,
 		Now:             opt.Now,
 	})
 	if err != nil {
+		shared.Close()
 		return nil, err
 	}
 	g := &Gateway{
@@ -102,8 +146,9 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 			RedirectURL:  cfg.PublicURL.String() + "/.stepgate/callback",
 			Scopes:       cfg.OIDC.Scopes,
 		},
-		log: opt.Logger,
-		opt: opt,
+		log:    opt.Logger,
+		opt:    opt,
+		shared: shared,
 	}
 	g.public = NewServer(cfg.Listen, h)
 	g.adminS = NewServer(cfg.AdminListen, g.admin)
@@ -198,7 +243,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 			failed = cmp.Or(failed, err)
 		}
 	}
+	g.Close()
 	return failed
+}
+
+// Close releases what New opened: the follower of the shared store and the
+// store itself. Run calls it after draining; call it yourself when a
+// Gateway is built and never run.
+func (g *Gateway) Close() error {
+	g.closeOnce.Do(func() {
+		g.handler.Close()
+		g.closeErr = g.shared.Close()
+	})
+	return g.closeErr
 }
 
 // discover dials the identity provider until it answers or ctx ends.

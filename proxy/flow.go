@@ -8,6 +8,7 @@ import (
 	"github.com/stepgate/stepgate/oidc"
 	"github.com/stepgate/stepgate/policy"
 	"github.com/stepgate/stepgate/session"
+	"github.com/stepgate/stepgate/store"
 )
 
 const stepUpFailedMsg = "Additional verification could not be completed, so the request was not sent. Try again, or contact your administrator if this keeps happening."
@@ -23,7 +24,10 @@ func (h *Handler) serveGateway(w http.ResponseWriter, r *http.Request, t target,
 		h.login(w, r, ev)
 	case "/logout":
 		ev.action = "logout"
-		h.logout(w, r)
+		h.logout(w, r, ev)
+	case "/backchannel-logout":
+		ev.action = "backchannel_logout"
+		h.backchannelLogout(w, r, ev)
 	case "/session":
 		ev.action = "session"
 		h.sessionInfo(w, r, ev)
@@ -85,16 +89,29 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, ev *event) {
 		h.failFlow(w, r, "callback", nil, errBadState)
 		return
 	}
+	// The pending cookie is single use in this browser; the claim makes
+	// the state single use on every replica, so a copy of the cookie and
+	// the callback URL replayed elsewhere completes nothing.
+	switch first, err := h.claim(r.Context(), "pending-state:"+p.State, session.PendingLifetime); {
+	case err != nil:
+		h.failFlow(w, r, p.Kind(), &p, errStoreUnavailable)
+		return
+	case !first:
+		h.failFlow(w, r, p.Kind(), &p, errBadState.because("state already used on a replica"))
+		return
+	}
 	res, fe := h.exchange(w, r, &p)
 	if fe != nil {
 		h.failFlow(w, r, p.Kind(), &p, fe)
 		return
 	}
 	f := res.Facts
-	if _, err := h.sessions.SaveWith(w, f, res.SID, h.now()); err != nil {
+	st, err := h.sessions.SaveWith(w, f, res.SID, h.now())
+	if err != nil {
 		h.internalError(w, r, "cannot save session", err)
 		return
 	}
+	h.track(r.Context(), st)
 	ev.subject = f.Subject
 	h.audit(p.Kind()+"_success", "level", p.Level, "sub", f.Subject, "acr", f.ACR, "amr", f.AMR)
 	h.metrics.flow(p.Kind(), "success")
@@ -172,8 +189,10 @@ var (
 	errNoCode       = &flowError{status: http.StatusBadRequest, code: "invalid_request", msg: tryAgainMsg, reason: "callback without code"}
 	errOtherSubject = &flowError{status: http.StatusForbidden, code: "session_ended", outcome: "subject_mismatch", reason: "subject mismatch; session ended",
 		msg: "The verification was completed by a different account, so you have been signed out."}
-	errUnsatisfied  = &flowError{status: http.StatusForbidden, code: "step_up_failed", msg: stepUpFailedMsg, outcome: "unsatisfied"}
-	errInvalidToken = &flowError{status: http.StatusForbidden, code: "login_failed", msg: tryAgainMsg, outcome: "invalid_token"}
+	errUnsatisfied      = &flowError{status: http.StatusForbidden, code: "step_up_failed", msg: stepUpFailedMsg, outcome: "unsatisfied"}
+	errInvalidToken     = &flowError{status: http.StatusForbidden, code: "login_failed", msg: tryAgainMsg, outcome: "invalid_token"}
+	errStoreUnavailable = &flowError{status: http.StatusServiceUnavailable, code: "unavailable", outcome: "store_unavailable", reason: "shared store unreachable",
+		msg: "Sign-in is briefly unavailable. Go back to the page you wanted and try again in a few seconds."}
 )
 
 // because returns a copy of e whose audit reason is reason.
@@ -281,7 +300,7 @@ func (h *Handler) levelFor(r *http.Request, rd string) *policy.Level {
 // a same-origin POST ends it: a cross-site image, link or form must not sign
 // a user out (threat model case 90). Anything else gets a page whose button
 // makes that POST.
-func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request, ev *event) {
 	noStore(w)
 	if r.Method != http.MethodPost || !h.sameOrigin(r) {
 		status := http.StatusForbidden
@@ -295,6 +314,16 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, status, errorBody{Error: "same_origin_post_required", Message: "Sign out with a POST from this site."})
 		return
+	}
+	// Revoke before clearing: a copy of the cookie must stop working on
+	// every replica, not only this browser's (threat model case 86). If
+	// that cannot be recorded, nothing is cleared, so the user can retry.
+	if st := h.loadSession(r, h.now(), ev); st != nil {
+		rev := store.Revocation{SID: st.ID, Expires: st.Expires}
+		if err := h.revoke(r.Context(), rev, "logout", "sub", st.Facts.Subject); err != nil {
+			unavailable(w, r)
+			return
+		}
 	}
 	h.sessions.Clear(w)
 	h.audit("logout")

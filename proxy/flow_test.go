@@ -406,13 +406,15 @@ func TestCallbackOutcomes(t *testing.T) {
 				if resp := fx.get(callback, htmlHdr); resp.StatusCode != http.StatusFound {
 					t.Fatalf("first callback: %d; want 302", resp.StatusCode)
 				}
-				// The pending cookie is back, the session it made is not: the
-				// code itself is single use at the provider.
+				// The pending cookie is back, the session it made is not. The
+				// state is single use in the shared store, so the replay is
+				// refused before the code is even tried again (the code is
+				// single use at the provider too).
 				fx.jar, _ = cookiejar.New(nil)
 				fx.jar.SetCookies(gatewayURL, saved)
 			},
-			status: http.StatusForbidden, body: notCompleted,
-			event: "login_failure", reason: "code exchange", flow: "login/invalid_token"},
+			status: http.StatusBadRequest, body: invalidState,
+			event: "login_failure", reason: "already used", flow: "login/bad_state"},
 		{name: "pending flow expired", start: "/account",
 			before: func(t *testing.T, fx *flowFixture, callback string) {
 				fx.clock.Advance(session.PendingLifetime + time.Second)

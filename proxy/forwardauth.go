@@ -67,6 +67,9 @@ const (
 	// ReasonUnknownLevel: the auth request names a level the configuration
 	// does not define.
 	ReasonUnknownLevel = "unknown_level"
+	// ReasonUnavailable: the request needs a session while the shared
+	// revocation list is out of touch; try again shortly (Retry-After).
+	ReasonUnavailable = "temporarily_unavailable"
 )
 
 // The request headers that describe the original request. A client must
@@ -136,7 +139,16 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 
 	now := h.now()
 	facts := h.loadFacts(r, now, ev)
-	_, d := h.decide(r, o, levels, facts, now, ev)
+	_, d, ok := h.decide(r, o, levels, facts, now, ev)
+	if !ok {
+		// nginx turns anything but 2xx, 401 and 403 into a 500: a 403
+		// with a reason the ingress samples map to a 503 page.
+		ev.action = "forward_auth_unavailable"
+		w.Header().Set(HeaderReason, ReasonUnavailable)
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+		fail(w, r, http.StatusForbidden, ReasonUnavailable, "The service is briefly unavailable. Try again in a few seconds.")
+		return
+	}
 
 	switch d.Action {
 	case policy.Allow:

@@ -7,7 +7,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stepgate/stepgate/policy"
 )
@@ -107,6 +106,7 @@ type metrics struct {
 	requests  *prometheus.CounterVec
 	decisions *prometheus.CounterVec
 	flows     *prometheus.CounterVec
+	revokes   *prometheus.CounterVec
 }
 
 // newMetrics registers the collectors on a fresh registry.
@@ -123,7 +123,10 @@ func newMetrics() *metrics {
 			Name: "stepgate_auth_flows_total", Help: "Login and step-up round trips, by kind and outcome.",
 		}, []string{"kind", "outcome"}),
 	}
-	m.reg.MustRegister(m.requests, m.decisions, m.flows,
+	m.revokes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stepgate_revocations_total", Help: "Session revocations, by source (logout, backchannel, admin) and result.",
+	}, []string{"source", "result"})
+	m.reg.MustRegister(m.requests, m.decisions, m.flows, m.revokes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -134,20 +137,22 @@ func (m *metrics) decision(route string, a policy.Action) {
 
 func (m *metrics) flow(kind, outcome string) { m.flows.WithLabelValues(kind, outcome).Inc() }
 
-// Admin serves /healthz, /readyz and /metrics. It belongs on admin_listen,
-// never on the public listener.
-func Admin(h *Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !h.Ready() {
-			http.Error(w, "identity provider discovery has not succeeded yet", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ready\n"))
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics.reg, promhttp.HandlerOpts{}))
-	return mux
+func (m *metrics) revocation(source, result string) { m.revokes.WithLabelValues(source, result).Inc() }
+
+// watchStore exports the shared store's health: whether the revocation list
+// is in touch, and how stale it is.
+func (m *metrics) watchStore(stale func() time.Duration, grace time.Duration) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "stepgate_store_up", Help: "1 while the revocation list is within session.store_grace of the shared store, else 0.",
+		}, func() float64 {
+			if stale() > grace {
+				return 0
+			}
+			return 1
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "stepgate_store_stale_seconds", Help: "How long the revocation list has been out of touch with the shared store (0 when in touch).",
+		}, func() float64 { return stale().Seconds() }),
+	)
 }

@@ -7,6 +7,7 @@ package proxy
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,13 +24,15 @@ import (
 	"github.com/stepgate/stepgate/oidc"
 	"github.com/stepgate/stepgate/policy"
 	"github.com/stepgate/stepgate/session"
+	"github.com/stepgate/stepgate/store"
 )
 
 // reservedPrefix is the gateway's own path space on the public listener.
 // Requests under it are never forwarded.
 const reservedPrefix = "/.stepgate/"
 
-// Config is what a Handler needs; main builds it from a config.Config.
+// Config is what a Handler needs; package gateway builds it from a
+// config.Config.
 type Config struct {
 	Table       *policy.Table
 	PathOptions policy.PathOptions
@@ -51,6 +54,15 @@ type Config struct {
 	// a body that takes longer is left unread and the connection closed.
 	// Zero means 5s.
 	BodyDiscardTimeout time.Duration
+
+	// Store is the state replicas share: revocations, single-use records,
+	// tracked sessions. nil means this process's memory (store.NewMemory).
+	Store store.Store
+	// StoreGrace is how long the revocation list may be out of touch with
+	// Store before requests that need a session answer 503. Zero means 30s.
+	StoreGrace time.Duration
+	// AdminToken turns on the admin session API on Admin(h); "" leaves it off.
+	AdminToken string
 
 	Transport http.RoundTripper // optional; defaults to newTransport()
 	Logger    *slog.Logger      // optional; defaults to slog.Default()
@@ -75,6 +87,13 @@ type Handler struct {
 
 	bodyIdle, bodyDiscard time.Duration // see Config; never zero
 	tunnels               tunnels
+
+	shared     store.Store
+	follower   *store.Follower // the revocation list, followed from shared
+	storeGrace time.Duration
+	adminToken []byte // SHA-256 of Config.AdminToken; nil: no admin API
+	bclLimit   *limiter
+	stop       context.CancelFunc // ends the follower and the tunnel watch
 }
 
 // New builds a Handler. It has no OIDC client until SetOIDC is called:
@@ -101,6 +120,17 @@ func New(cfg Config) (*Handler, error) {
 
 		bodyIdle:    cmp.Or(cfg.BodyIdleTimeout, defaultBodyIdleTimeout),
 		bodyDiscard: cmp.Or(cfg.BodyDiscardTimeout, defaultBodyDiscardTimeout),
+
+		shared:     cfg.Store,
+		storeGrace: cmp.Or(cfg.StoreGrace, defaultStoreGrace),
+		bclLimit:   newLimiter(20, 40),
+	}
+	if cfg.StoreGrace < 0 {
+		return nil, fmt.Errorf("proxy: StoreGrace %v; want zero (the default) or positive", cfg.StoreGrace)
+	}
+	if cfg.AdminToken != "" {
+		sum := sha256.Sum256([]byte(cfg.AdminToken))
+		h.adminToken = sum[:]
 	}
 	for _, l := range cfg.Levels {
 		h.levels[l.Name] = l
@@ -112,6 +142,20 @@ func New(cfg Config) (*Handler, error) {
 	if h.now == nil {
 		h.now = time.Now
 	}
+	if h.shared == nil {
+		h.shared = store.NewMemory()
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	h.stop = stop
+	h.follower = store.Follow(ctx, h.shared, h.log, h.now)
+	// Session routes answer 503 until the revocation list is complete. A
+	// store in this process syncs at once; a reachable Redis within a round
+	// trip; an unreachable one leaves the gateway up but not ready.
+	for deadline := time.Now().Add(time.Second); h.follower.Stale(h.now()) != 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	go h.watchTunnels(ctx)
+	h.metrics.watchStore(func() time.Duration { return h.follower.Stale(h.now()) }, h.storeGrace)
 	if h.upstream != nil {
 		tr := cfg.Transport
 		if tr == nil {
@@ -139,6 +183,13 @@ func (bufferPool) Put(b []byte) {
 	if cap(b) == 32<<10 {
 		buffers.Put((*[32 << 10]byte)(b[:32<<10]))
 	}
+}
+
+// Close stops following the shared store and watching tunnels. It does not
+// close the store, which the caller owns.
+func (h *Handler) Close() {
+	h.stop()
+	<-h.follower.Done()
 }
 
 // SetOIDC installs the relying-party client once discovery has succeeded.
@@ -206,7 +257,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if st != nil {
 		facts = &st.Facts
 	}
-	rule, d := h.decide(r, t, nil, facts, start, &ev)
+	rule, d, ok := h.decide(r, t, nil, facts, start, &ev)
+	if !ok {
+		ev.action = "unavailable"
+		unavailable(rec, r)
+		return
+	}
 	ev.action = d.Action.String()
 
 	switch d.Action {
@@ -262,6 +318,12 @@ func (h *Handler) loadSession(r *http.Request, now time.Time, ev *event) *sessio
 		}
 		return nil
 	}
+	if h.revoked(&st) {
+		// Ended by a logout, a back-channel logout or an operator: a copy
+		// of the cookie is no session (threat model case 86).
+		ev.session = "revoked"
+		return nil
+	}
 	ev.subject = st.Facts.Subject
 	return &st
 }
@@ -270,12 +332,22 @@ func (h *Handler) loadSession(r *http.Request, now time.Time, ev *event) *sessio
 // methods the request also claims (override headers, _method) and any extra
 // levels are decided too, and the strictest outcome wins. It records the
 // outcome in the access line and the metrics.
-func (h *Handler) decide(r *http.Request, t target, extra []*policy.Level, f *policy.Facts, now time.Time, ev *event) (*policy.Rule, policy.Decision) {
+//
+// ok is false when the decision involves a session while the revocation
+// list may be out of date beyond the grace period: the caller answers 503
+// rather than trust a session that may have been revoked, or start a login
+// that could not be made single use. Public routes are unaffected.
+func (h *Handler) decide(r *http.Request, t target, extra []*policy.Level, f *policy.Facts, now time.Time, ev *event) (rule *policy.Rule, d policy.Decision, ok bool) {
 	q := policy.Question{Request: t.Request, Claimed: claimedMethods(r.Header, t.Query), Extra: extra}
-	rule, d := h.table.Decide(q, f, now)
+	rule, d = h.table.Decide(q, f, now)
 	ev.route, ev.reason = rule.Name, d.Reason
+	if d.Action != policy.Deny && (rule.Access != policy.Public || len(extra) > 0) && h.storeStale(now) {
+		ev.reason = "shared store out of touch beyond session.store_grace"
+		h.metrics.decision(rule.Name, 0)
+		return rule, d, false
+	}
 	h.metrics.decision(rule.Name, d.Action)
-	return rule, d
+	return rule, d, true
 }
 
 func rejectReason(err error) string {

@@ -146,6 +146,9 @@ func keyInfo(label string, d deployment) string {
 	return string(b)
 }
 
+// Lifetime is how long a session lasts from its Save.
+func (s *Store) Lifetime() time.Duration { return s.lifetime }
+
 // CookieName returns the session cookie's name: "__Host-stepgate" when
 // Secure, else "stepgate".
 func (s *Store) CookieName() string { return s.name }
