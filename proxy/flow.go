@@ -318,7 +318,11 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, ev *event) {
 	// Revoke before clearing: a copy of the cookie must stop working on
 	// every replica, not only this browser's (threat model case 86). If
 	// that cannot be recorded, nothing is cleared, so the user can retry.
-	if st := h.loadSession(r, h.now(), ev); st != nil {
+	// The cookie is opened without the revocation check: a logout whose
+	// first try could not reach the store has already revoked the session
+	// on this replica, and the retry must still tell the others.
+	if st, err := h.sessions.Load(r, h.now()); err == nil {
+		ev.subject = st.Facts.Subject
 		rev := store.Revocation{SID: st.ID, Expires: st.Expires}
 		if err := h.revoke(r.Context(), rev, "logout", "sub", st.Facts.Subject); err != nil {
 			unavailable(w, r)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stepgate/stepgate/policy"
 	"github.com/stepgate/stepgate/session"
+	"github.com/stepgate/stepgate/store"
 )
 
 // Websocket tunnels end with the session that admitted them, on every route
@@ -196,4 +197,30 @@ func TestTunnelsEndWithTheirSession(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// A revoked session's tunnels close within a second, on the replica that
+// holds them, whoever revoked it (threat model case 89).
+func TestTunnelsEndWhenRevoked(t *testing.T) {
+	g := newTunnelGateway(t)
+	save := func(f policy.Facts) (session.State, string) {
+		rec := httptest.NewRecorder()
+		st, err := g.f.store.Save(rec, f, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := rec.Result().Cookies()[0]
+		return st, c.Name + "=" + c.Value
+	}
+	revoked, cookie := save(aliceMFA)
+	_, kept := save(aliceMFA)
+	conn1, br1 := g.open("/account/live", cookie)
+	conn2, br2 := g.open("/account/live", kept)
+	if err := g.h.follower.Revoke(t.Context(), store.Revocation{SID: revoked.ID, Expires: revoked.Expires}); err != nil {
+		t.Fatal(err)
+	}
+	if d := closedWithin(t, conn1, br1, 2*time.Second); d > time.Second {
+		t.Errorf("the revoked session's tunnel closed after %v; want within 1s", d)
+	}
+	stillOpen(t, conn2, br2, 700*time.Millisecond)
 }
