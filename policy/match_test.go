@@ -56,6 +56,7 @@ func TestNewTableErrors(t *testing.T) {
 		{"leveled without level", Rule{Name: "r", Path: "/a", Access: Leveled}, defaultRule, "no level"},
 		{"level without alternatives", Rule{Name: "r", Path: "/a", Access: Leveled, Level: &Level{Name: "x"}}, defaultRule, "no satisfied_by"},
 		{"level on public rule", Rule{Name: "r", Path: "/a", Access: Public, Level: mfaLevel}, defaultRule, "want no level"},
+		{"confirm on an authenticated rule", Rule{Name: "r", Path: "/a", Access: Authenticated, Confirm: &Confirm{Title: "t"}}, defaultRule, "confirm on a rule that requires authenticated"},
 		{"lower-case method", Rule{Name: "r", Path: "/a", Methods: []string{"get"}, Access: Public}, defaultRule, `method "get"`},
 		{"CONNECT method", Rule{Name: "r", Path: "/a", Methods: []string{"CONNECT"}, Access: Public}, defaultRule, `method "CONNECT"`},
 		{"empty methods", Rule{Name: "r", Path: "/a", Methods: []string{}, Access: Public}, defaultRule, "empty list"},

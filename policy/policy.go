@@ -51,6 +51,11 @@ type Level struct {
 
 	// SatisfiedBy lists alternatives; any one matching is enough.
 	SatisfiedBy []Alternative
+
+	// Once makes a step-up to this level admit exactly one request: the
+	// session records it as consumed in the shared store, so the next
+	// request (or a copy of the cookie) steps up again.
+	Once bool
 }
 
 // Alternative is one way to satisfy a Level. Every non-empty field must match:
@@ -76,6 +81,29 @@ type Rule struct {
 
 	Access Access
 	Level  *Level // set when Access == Leveled
+
+	// Confirm, when set, holds state-changing requests for the user to
+	// approve after the step-up; only on Leveled rules.
+	Confirm *Confirm
+}
+
+// Confirm describes how a held transaction is shown to the user for
+// approval: a title and the body fields to show, and bounds on what is held.
+type Confirm struct {
+	Title   string
+	Fields  []ConfirmField
+	MaxBody int64         // bytes of request body held at most; larger is 413
+	TTL     time.Duration // how long a held request waits for approval
+
+	// AuthorizationDetails is an RFC 9396 authorization_details JSON
+	// template whose string values may name fields as {{name}}; "" sends none.
+	AuthorizationDetails string
+}
+
+// ConfirmField is one body field shown on the confirmation page. Name is
+// the form field or JSON member (nested members as "a.b").
+type ConfirmField struct {
+	Name, Label string
 }
 
 // Request is the canonical form of what a client asked for. Build it with
