@@ -22,7 +22,10 @@
 package session
 
 import (
+	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -89,6 +92,7 @@ type Store struct {
 	issuer   string // a session naming another issuer is refused
 	session  keyring
 	pending  keyring
+	tokens   [][]byte // HMAC keys of Token; index 0 makes tokens
 }
 
 // New returns a Store for cfg, or an error if cfg is unusable.
@@ -126,8 +130,51 @@ func New(cfg Config) (*Store, error) {
 		}
 		s.session = append(s.session, sk)
 		s.pending = append(s.pending, pk)
+		mk, err := hkdf.Key(sha256.New, sec, nil, keyInfo(infoToken, d), 32)
+		if err != nil {
+			return nil, fmt.Errorf("session: deriving key: %w", err)
+		}
+		s.tokens = append(s.tokens, mk)
 	}
 	return s, nil
+}
+
+// infoToken labels the key of Token's MACs.
+const infoToken = "stepgate token v1 hmac-sha256"
+
+// Token returns a MAC of parts for purpose, unpadded base64url: a value a
+// page can carry (a form's CSRF token) that any replica sharing the
+// secrets can check with CheckToken, and nobody else can make.
+func (s *Store) Token(purpose string, parts ...string) string {
+	return base64.RawURLEncoding.EncodeToString(mac(s.tokens[0], purpose, parts))
+}
+
+// CheckToken reports, in constant time, whether tok is Token(purpose,
+// parts...) under any of the secrets (so a rotation does not break pages
+// already shown).
+func (s *Store) CheckToken(tok, purpose string, parts ...string) bool {
+	got, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return false
+	}
+	ok := false
+	for _, k := range s.tokens {
+		ok = hmac.Equal(got, mac(k, purpose, parts)) || ok
+	}
+	return ok
+}
+
+// mac is HMAC-SHA256 over purpose and parts, each length-prefixed so that
+// no two lists of parts share an input.
+func mac(key []byte, purpose string, parts []string) []byte {
+	m := hmac.New(sha256.New, key)
+	var n [4]byte
+	for _, p := range append([]string{purpose}, parts...) {
+		binary.BigEndian.PutUint32(n[:], uint32(len(p)))
+		m.Write(n[:])
+		m.Write([]byte(p))
+	}
+	return m.Sum(nil)
 }
 
 // deployment is what every cookie key is bound to.

@@ -453,3 +453,30 @@ func BenchmarkSave(b *testing.B) {
 		delete(w, "Set-Cookie")
 	}
 }
+
+func TestToken(t *testing.T) {
+	s := newStore(t, true, secret(1))
+	tok := s.Token("confirm", "session-1", "hold-1")
+	if !s.CheckToken(tok, "confirm", "session-1", "hold-1") {
+		t.Fatal("a token does not check")
+	}
+	for name, ok := range map[string]bool{
+		"other purpose": s.CheckToken(tok, "cancel", "session-1", "hold-1"),
+		"other session": s.CheckToken(tok, "confirm", "session-2", "hold-1"),
+		"other hold":    s.CheckToken(tok, "confirm", "session-1", "hold-2"),
+		"parts shifted": s.CheckToken(tok, "confirm", "session-1hold-1"),
+		"truncated":     s.CheckToken(tok[:len(tok)-1], "confirm", "session-1", "hold-1"),
+		"empty":         s.CheckToken("", "confirm", "session-1", "hold-1"),
+	} {
+		if ok {
+			t.Errorf("%s: token accepted", name)
+		}
+	}
+	rotated := newStore(t, true, secret(2), secret(1))
+	if !rotated.CheckToken(tok, "confirm", "session-1", "hold-1") {
+		t.Error("a token made before a rotation does not check after it")
+	}
+	if other := newStore(t, true, secret(2)); other.CheckToken(tok, "confirm", "session-1", "hold-1") {
+		t.Error("a token checks under another secret")
+	}
+}
