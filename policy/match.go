@@ -486,6 +486,20 @@ func (t *Table) Match(r Request) *Rule {
 	return &t.def
 }
 
+// Rule returns the rule called name, or nil: a held transaction names the
+// rule it was decided on, and is checked against it again when released.
+func (t *Table) Rule(name string) *Rule {
+	if t == nil {
+		return nil
+	}
+	for i := range t.rules {
+		if t.rules[i].Name == name {
+			return &t.rules[i]
+		}
+	}
+	return nil
+}
+
 type matcher struct {
 	rules  []Rule
 	path   string

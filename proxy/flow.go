@@ -25,6 +25,9 @@ func (h *Handler) serveGateway(w http.ResponseWriter, r *http.Request, t target,
 	case "/logout":
 		ev.action = "logout"
 		h.logout(w, r, ev)
+	case "/confirm":
+		ev.action = "confirm"
+		h.confirm(w, r, ev)
 	case "/backchannel-logout":
 		ev.action = "backchannel_logout"
 		h.backchannelLogout(w, r, ev)
@@ -115,7 +118,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, ev *event) {
 	ev.subject = f.Subject
 	h.audit(p.Kind()+"_success", "level", p.Level, "sub", f.Subject, "acr", f.ACR, "amr", f.AMR)
 	h.metrics.flow(p.Kind(), "success")
-	rd := localRedirect(p.ReturnTo)
+	rd := safeReturn(p.ReturnTo)
 	if rd == "" {
 		rd = "/"
 	}
@@ -250,7 +253,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ev *event) {
 	q := r.URL.Query()
 	rd := "/"
 	if raw := q.Get("rd"); raw != "" {
-		if rd = localRedirect(raw); rd == "" {
+		if rd = safeReturn(raw); rd == "" {
 			fail(w, r, http.StatusBadRequest, "invalid_request", "The return address is not a local page.")
 			return
 		}

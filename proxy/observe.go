@@ -107,6 +107,7 @@ type metrics struct {
 	decisions *prometheus.CounterVec
 	flows     *prometheus.CounterVec
 	revokes   *prometheus.CounterVec
+	holds     *prometheus.CounterVec
 }
 
 // newMetrics registers the collectors on a fresh registry.
@@ -126,7 +127,10 @@ func newMetrics() *metrics {
 	m.revokes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stepgate_revocations_total", Help: "Session revocations, by source (logout, backchannel, admin) and result.",
 	}, []string{"source", "result"})
-	m.reg.MustRegister(m.requests, m.decisions, m.flows, m.revokes,
+	m.holds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stepgate_held_transactions_total", Help: "Held transactions, by outcome (held, confirmed, cancelled).",
+	}, []string{"outcome"})
+	m.reg.MustRegister(m.requests, m.decisions, m.flows, m.revokes, m.holds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -138,6 +142,8 @@ func (m *metrics) decision(route string, a policy.Action) {
 func (m *metrics) flow(kind, outcome string) { m.flows.WithLabelValues(kind, outcome).Inc() }
 
 func (m *metrics) revocation(source, result string) { m.revokes.WithLabelValues(source, result).Inc() }
+
+func (m *metrics) held(outcome string) { m.holds.WithLabelValues(outcome).Inc() }
 
 // watchStore exports the shared store's health: whether the revocation list
 // is in touch, and how stale it is.

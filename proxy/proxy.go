@@ -265,6 +265,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.action = d.Action.String()
 
+	if rule.Confirm != nil && d.Action != policy.Deny {
+		if len(claimedMethods(r.Header, t.Query)) > 0 {
+			// Which method would the app run? Whatever it is, the user
+			// would not have confirmed that one: refuse the ambiguity.
+			ev.action, ev.reason = "deny", "confirm route: method override"
+			fail(rec, r, http.StatusForbidden, "forbidden", "This request cannot be confirmed.")
+			return
+		}
+		if holds(rule, t.Method) {
+			h.holdRequest(rec, r, t, rule, d, st, &ev)
+			return
+		}
+	}
+	if d.Action == policy.Allow && rule.Level != nil && rule.Level.Once {
+		if d, ok = h.consumeOnce(r, rule.Level, st, d); !ok {
+			unavailable(rec, r)
+			return
+		}
+		ev.action, ev.reason = d.Action.String(), d.Reason
+	}
+
 	switch d.Action {
 	case policy.Allow:
 		if r.Header.Get("Upgrade") != "" {

@@ -55,10 +55,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 type errorBody struct {
-	Error    string `json:"error"`
-	Message  string `json:"message,omitempty"`
-	Level    string `json:"level,omitempty"`
-	LoginURL string `json:"login_url,omitempty"`
+	Error      string `json:"error"`
+	Message    string `json:"message,omitempty"`
+	Level      string `json:"level,omitempty"`
+	LoginURL   string `json:"login_url,omitempty"`
+	ConfirmURL string `json:"confirm_url,omitempty"`
 }
 
 // fail answers with status and a short, fixed message: a page for browsers,
@@ -75,7 +76,13 @@ func fail(w http.ResponseWriter, r *http.Request, status int, code, msg string) 
 // redirected (an API call, fetch, or a non-GET): 401 with the RFC 9470
 // challenge and a login_url the client can open.
 func challenge(w http.ResponseWriter, d policy.Decision, loginURL string) {
-	body := errorBody{Error: "login_required", LoginURL: loginURL}
+	challengeWith(w, d, loginURL, "", "")
+}
+
+// challengeWith is challenge with another error code in the body and, for
+// a held transaction, the confirm_url to open after the step-up.
+func challengeWith(w http.ResponseWriter, d policy.Decision, loginURL, code, confirmURL string) {
+	body := errorBody{Error: "login_required", LoginURL: loginURL, ConfirmURL: confirmURL}
 	auth := `Bearer realm="stepgate"`
 	if d.Action == policy.StepUp && d.Level != nil {
 		body.Error, body.Level = "step_up_required", d.Level.Name
@@ -88,6 +95,9 @@ func challenge(w http.ResponseWriter, d policy.Decision, loginURL string) {
 		}
 	} else if d.Level != nil {
 		body.Level = d.Level.Name
+	}
+	if code != "" {
+		body.Error = code
 	}
 	w.Header().Set("WWW-Authenticate", auth)
 	writeJSON(w, http.StatusUnauthorized, body)
