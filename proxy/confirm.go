@@ -410,7 +410,6 @@ button{padding:.6rem 1.2rem;border:0;border-radius:4px;font:inherit;cursor:point
 </body></html>
 `))
 
-
 // ambiguousBody reports whether a form or JSON body names a field twice.
 func ambiguousBody(contentType string, body []byte) bool {
 	mt, _, _ := mime.ParseMediaType(contentType)
