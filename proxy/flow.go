@@ -109,7 +109,11 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, ev *event) {
 		return
 	}
 	f := res.Facts
-	st, err := h.sessions.SaveWith(w, f, res.SID, h.now())
+	now, ok := h.issueTime(r, f.Subject)
+	if !ok {
+		return // the browser went away while we waited
+	}
+	st, err := h.sessions.SaveWith(w, f, res.SID, now)
 	if err != nil {
 		h.internalError(w, r, "cannot save session", err)
 		return

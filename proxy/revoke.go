@@ -107,6 +107,32 @@ func (h *Handler) track(ctx context.Context, st session.State) {
 	}
 }
 
+// issueTime is the time to seal a new session of subject with. Sessions
+// keep it in whole seconds, and a "log out everywhere" voids the sessions
+// issued before it: a session made after such a revocation but in the same
+// second would be born void, and the browser sent to the provider and back
+// in a loop until the second is over. So that one case waits for the next
+// second, at most a second; the stamp is then after the revocation and
+// still never later than the session was made, so a later revocation in
+// that second voids it, as it must. ok is false if the request ended first.
+func (h *Handler) issueTime(r *http.Request, subject string) (now time.Time, ok bool) {
+	now = h.now()
+	second := time.Unix(now.Unix(), 0)
+	if !h.follower.Revoked("", "", subject, second) || h.follower.Revoked("", "", subject, now) {
+		// Not voided, or voided by a revocation stamped after now (another
+		// replica's clock ahead of ours), which waiting a second may not cure.
+		return now, true
+	}
+	t := time.NewTimer(second.Add(time.Second).Sub(now))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return h.now(), true
+	case <-r.Context().Done():
+		return time.Time{}, false
+	}
+}
+
 // unavailable answers a request that needs a session while the revocation
 // list cannot be trusted: 503 with Retry-After, a page or JSON.
 func unavailable(w http.ResponseWriter, r *http.Request) {
