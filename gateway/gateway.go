@@ -7,11 +7,14 @@ package gateway
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -60,7 +63,7 @@ type Gateway struct {
 // replicas share. An unreachable Redis at start is an error: a replica
 // that cannot see revocations must not serve (its orchestrator restarts it
 // until Redis answers).
-func openStore(url string, log *slog.Logger) (store.Store, error) {
+func openStore(url, prefix string, log *slog.Logger) (store.Store, error) {
 	if url == "" {
 		return store.NewMemory(), nil
 	}
@@ -69,11 +72,21 @@ func openStore(url string, log *slog.Logger) (store.Store, error) {
 	redis.SetLogger(redisLogger{log})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := store.NewRedis(ctx, url, store.RedisOptions{})
+	s, err := store.NewRedis(ctx, url, store.RedisOptions{Prefix: prefix})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: session store: %w", err)
 	}
 	return s, nil
+}
+
+// storePrefix namespaces a deployment's keys in a shared Redis by its
+// issuer and client_id, the pair its cookies are bound to: two deployments
+// on one Redis never see each other's revocations, single-use records or
+// held transactions (a subject's "log out everywhere" in staging must not
+// end the same subject's sessions in production).
+func storePrefix(cfg *config.Config) string {
+	sum := sha256.Sum256([]byte(strconv.Itoa(len(cfg.OIDC.Issuer)) + ":" + cfg.OIDC.Issuer + cfg.OIDC.ClientID))
+	return "stepgate:" + hex.EncodeToString(sum[:6]) + ":"
 }
 
 // redisLogger routes go-redis's internal log lines into slog.
@@ -102,7 +115,7 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 	if opt.DrainTimeout <= 0 {
 		opt.DrainTimeout = 30 * time.Second
 	}
-	shared, err := openStore(cfg.Session.Store, opt.Logger)
+	shared, err := openStore(cfg.Session.Store, storePrefix(cfg), opt.Logger)
 	if err != nil {
 		return nil, err
 	}

@@ -119,3 +119,28 @@ func TestCookieBombIs431(t *testing.T) {
 		t.Errorf("100 KiB cookie: %d, handler reached %v; want 431 and not reached", resp.StatusCode, reached)
 	}
 }
+
+// Deployments sharing one Redis are kept apart by their issuer and
+// client_id, as their cookies are.
+func TestStorePrefixPerDeployment(t *testing.T) {
+	parse := func(issuer, client string) *config.Config {
+		c, err := config.Parse("t.yaml", []byte(`public_url: "https://bank.example.com"
+oidc: {issuer: "`+issuer+`", client_id: "`+client+`"}
+session: {secrets: ["0123456789abcdef0123456789abcdef"]}
+routes: [{name: a, path: /a, require: public}]
+`), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := gateway.StorePrefix(parse("https://idp.example.com/", "bank"))
+	for _, other := range []*config.Config{parse("https://idp.example.com/", "bank-staging"), parse("https://staging-idp.example.com/", "bank")} {
+		if b := gateway.StorePrefix(other); a == b || !strings.HasPrefix(b, "stepgate:") {
+			t.Errorf("prefixes %q and %q; want different ones under stepgate:", a, b)
+		}
+	}
+	if b := gateway.StorePrefix(parse("https://idp.example.com/", "bank")); a != b {
+		t.Errorf("the same deployment got prefixes %q and %q", a, b)
+	}
+}

@@ -54,7 +54,8 @@ func (h *Handler) notReady() string {
 // token leaks nothing either).
 func (h *Handler) adminOnly(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		ok = ok && strings.EqualFold(scheme, "Bearer") // the scheme is case-insensitive (RFC 9110 §11.1)
 		sum := sha256.Sum256([]byte(tok))
 		if !ok || subtle.ConstantTimeCompare(sum[:], h.adminToken) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="stepgate-admin"`)

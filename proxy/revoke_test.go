@@ -483,3 +483,23 @@ func readyz(admin http.Handler) int {
 	io.Copy(io.Discard, rec.Body)
 	return rec.Code
 }
+
+func TestAdminTokenSchemeIsCaseInsensitive(t *testing.T) {
+	_, admin := newAdminFixture(t)
+	for _, scheme := range []string{"Bearer", "bearer", "BEARER"} {
+		r := httptest.NewRequest(http.MethodGet, "/sessions?sub=alice", nil)
+		r.Header.Set("Authorization", scheme+" "+adminToken)
+		rec := httptest.NewRecorder()
+		admin.ServeHTTP(rec, r)
+		if rec.Code != http.StatusOK {
+			t.Errorf("scheme %q: %d; want 200", scheme, rec.Code)
+		}
+	}
+	r := httptest.NewRequest(http.MethodGet, "/sessions?sub=alice", nil)
+	r.Header.Set("Authorization", "Basic "+adminToken)
+	rec := httptest.NewRecorder()
+	admin.ServeHTTP(rec, r)
+	if rec.Code != http.StatusUnauthorized {
+		t.Errorf("scheme Basic: %d; want 401", rec.Code)
+	}
+}

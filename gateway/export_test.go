@@ -1,0 +1,4 @@
+package gateway
+
+// StorePrefix is storePrefix, for package gateway_test.
+var StorePrefix = storePrefix
