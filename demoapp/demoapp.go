@@ -8,6 +8,7 @@
 package demoapp
 
 import (
+	"cmp"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -24,9 +25,14 @@ type Transfer struct {
 	ID       int
 	Subject  string
 	To       string
+	IBAN     string // the payee's account, as entered (letters and digits)
+	Currency string
 	Amount   string // as validated: digits with at most two decimals
 	ACR, AMR string
-	At       time.Time
+	// Confirmation is the gateway's X-Stepgate-Confirmation: the held
+	// transaction the user approved on the gateway's confirm page.
+	Confirmation string
+	At           time.Time
 }
 
 // App is the demo bank. Its methods are safe for concurrent use.
@@ -68,6 +74,7 @@ func (a *App) Handler() http.Handler {
 var (
 	amountRE = regexp.MustCompile(`^[0-9]{1,7}(\.[0-9]{1,2})?$`)
 	toRE     = regexp.MustCompile(`^[\p{L}\p{N} .'-]{1,64}$`)
+	ibanRE   = regexp.MustCompile(`^[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}$`)
 )
 
 func (a *App) account(w http.ResponseWriter, r *http.Request) {
@@ -96,15 +103,17 @@ func (a *App) createTransfer(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	to, amount := strings.TrimSpace(r.PostFormValue("to")), strings.TrimSpace(r.PostFormValue("amount"))
-	if !toRE.MatchString(to) || !amountRE.MatchString(amount) || isZero(amount) {
+	iban, currency := strings.TrimSpace(r.PostFormValue("payee_iban")), cmp.Or(strings.TrimSpace(r.PostFormValue("currency")), "EUR")
+	if !toRE.MatchString(to) || !amountRE.MatchString(amount) || isZero(amount) || iban != "" && !ibanRE.MatchString(iban) || currency != "EUR" {
 		render(w, r, http.StatusBadRequest, view{Title: "Transfer refused", Page: "error",
-			Message: "Enter a recipient name (letters, digits, spaces) and an amount such as 25 or 25.50."})
+			Message: "Enter a recipient name (letters, digits, spaces), an IBAN and an amount such as 25 or 25.50."})
 		return
 	}
 	a.mu.Lock()
 	t := Transfer{
-		ID: len(a.transfers) + 1, Subject: sub, To: to, Amount: amount,
-		ACR: r.Header.Get("X-Stepgate-Acr"), AMR: r.Header.Get("X-Stepgate-Amr"), At: time.Now(),
+		ID: len(a.transfers) + 1, Subject: sub, To: to, IBAN: iban, Currency: currency, Amount: amount,
+		ACR: r.Header.Get("X-Stepgate-Acr"), AMR: r.Header.Get("X-Stepgate-Amr"),
+		Confirmation: r.Header.Get("X-Stepgate-Confirmation"), At: time.Now(),
 	}
 	a.transfers = append(a.transfers, t)
 	if len(a.transfers) > maxTransfers {
@@ -193,7 +202,9 @@ button{padding:.4rem 1rem;background:#1565c0;color:#fff;border:0;border-radius:4
 {{else if eq .Page "transfers"}}
 <form method="post" action="/api/transfers" id="transfer-form">
 <label>To <input name="to" id="to" value="Bob" required></label>
+<label>IBAN <input name="payee_iban" id="payee_iban" value="DE89370400440532013000" required></label>
 <label>Amount (EUR) <input name="amount" id="amount" value="25.00" required></label>
+<input type="hidden" name="currency" value="EUR">
 <button type="submit" id="send">Send transfer</button>
 </form>
 <p class="hint">Sending needs a one-time code entered within the last 15 minutes (level <code>mfa</code>).</p>
