@@ -171,3 +171,53 @@ func TestAttackLongerLifetimeRevivesRevokedSession(t *testing.T) {
 		t.Errorf("a logged-out session is admitted again after session.lifetime was lengthened: %d", rec.Code)
 	}
 }
+
+// A logout token that names only a subject ends the subject's sessions
+// issued before the moment it is processed, not before the moment it was
+// issued (iat). Its jti is the only thing that stops a second delivery,
+// and the jti lives in the shared store, which the follower's own comment
+// expects to restart empty (Redis without persistence; a failover to a
+// replica the claim had not reached). Whoever captured the token (a proxy
+// log, a queue, the provider's outbound) replays it within its five
+// minutes after such a restart, and it logs the user out of the session
+// they signed in to after the logout. Bounded by iat, the replay would
+// end only sessions the first delivery had ended already.
+func TestAttackReplayedSubjectLogoutAfterStoreRestartEndsLaterSession(t *testing.T) {
+	srv := redistest.Start(t)
+	shared, err := store.NewRedis(t.Context(), srv.URL(), store.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shared.Close() })
+	fx := &bclFixture{flowFixture: newFlowFixture(t, oidctest.Options{}, func(c *Config) { c.Store = shared })}
+	_, fx.alice1 = fx.saveSession(alicePwd, "")
+	fx.clock.Advance(time.Second)
+	tok := fx.token(func(tok *oidctest.Token) { tok.Claims = func(c map[string]any) { c["sub"] = "alice"; delete(c, "sid") } })
+	if resp := fx.post(tok); resp.StatusCode != http.StatusOK || fx.admitted(fx.alice1) {
+		t.Fatalf("first delivery: %d; want 200 and alice's session ended", resp.StatusCode)
+	}
+
+	// Alice signs in again after the logout.
+	fx.clock.Advance(2 * time.Second)
+	_, fresh := fx.saveSession(alicePwd, "")
+	if !fx.admitted(fresh) {
+		t.Fatal("the session signed in after the logout is not admitted")
+	}
+
+	// The store restarts empty; the follower resyncs (and keeps what it knew).
+	srv.Kill()
+	srv.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for fx.h.follower.Stale(fx.clock.Now()) != 0 || !fx.admitted(fresh) {
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway never came back after the store restarted")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	resp := fx.post(tok)
+	body := readBody(t, resp)
+	if !fx.admitted(fresh) {
+		t.Errorf("a replay of the logout token (%d %s) ended the session signed in after the logout", resp.StatusCode, body)
+	}
+}
