@@ -192,7 +192,9 @@ func TestAttackReplayedSubjectLogoutAfterStoreRestartEndsLaterSession(t *testing
 	fx := &bclFixture{flowFixture: newFlowFixture(t, oidctest.Options{}, func(c *Config) { c.Store = shared })}
 	_, fx.alice1 = fx.saveSession(alicePwd, "")
 	fx.clock.Advance(time.Second)
-	tok := fx.token(func(tok *oidctest.Token) { tok.Claims = func(c map[string]any) { c["sub"] = "alice"; delete(c, "sid") } })
+	tok := fx.token(func(tok *oidctest.Token) {
+		tok.Claims = func(c map[string]any) { c["sub"] = "alice"; delete(c, "sid") }
+	})
 	if resp := fx.post(tok); resp.StatusCode != http.StatusOK || fx.admitted(fx.alice1) {
 		t.Fatalf("first delivery: %d; want 200 and alice's session ended", resp.StatusCode)
 	}
