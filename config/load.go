@@ -251,6 +251,9 @@ func (d *decoder) url(n *yaml.Node, field string, allowHTTP bool) *url.URL {
 	if !ok {
 		return nil
 	}
+	if d.plainHTTPAroundPlaceholder(n, field, allowHTTP) {
+		return nil
+	}
 	u, err := url.Parse(s)
 	switch {
 	case err != nil || u.Opaque != "" || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
@@ -292,7 +295,9 @@ func (d *decoder) oidc(n, root *yaml.Node, allowHTTP bool) OIDC {
 		d.errorAt(orAt(m["issuer"], n), "oidc.issuer", "missing", `add the provider's issuer URL exactly as its discovery document spells it, such as "https://example.us.auth0.com/"`)
 	} else if ok {
 		o.Issuer = iss
-		d.checkIssuer(m["issuer"], iss, allowHTTP)
+		if !d.plainHTTPAroundPlaceholder(m["issuer"], "oidc.issuer", allowHTTP) {
+			d.checkIssuer(m["issuer"], iss, allowHTTP)
+		}
 	}
 	if id, ok := d.str(m["client_id"], "oidc.client_id"); ok && id == "" {
 		d.errorAt(orAt(m["client_id"], n), "oidc.client_id", "missing", "add the client ID registered at the provider, such as ${STEPGATE_CLIENT_ID}")
@@ -302,6 +307,18 @@ func (d *decoder) oidc(n, root *yaml.Node, allowHTTP bool) OIDC {
 	o.ClientSecret, _ = d.str(m["client_secret"], "oidc.client_secret")
 	o.Scopes = d.scopes(m["scopes"])
 	return o
+}
+
+// plainHTTPAroundPlaceholder reports, and says so, when n holds an
+// http:// URL with a placeholder in it: a placeholder hides the value, not
+// its literal scheme, and no value of the variable can make it https.
+func (d *decoder) plainHTTPAroundPlaceholder(n *yaml.Node, field string, allowHTTP bool) bool {
+	if n == nil || !d.unknown[n] || allowHTTP || !strings.HasPrefix(strings.ToLower(deref(n).Value), "http://") {
+		return false
+	}
+	d.errs = append(d.errs, &Error{File: d.file, Line: n.Line, Col: n.Column, Field: field,
+		Msg: fmt.Sprintf("%q must use https", deref(n).Value), Hint: "set insecure_allow_http: true only for local testing"})
+	return true
 }
 
 // checkIssuer keeps the issuer as written (ID tokens' iss must equal it

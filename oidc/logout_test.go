@@ -1,6 +1,7 @@
 package oidc_test
 
 import (
+	"crypto/rand"
 	"crypto/rsa"
 	"strings"
 	"testing"
@@ -312,4 +313,43 @@ func hset(k string, v any) func(map[string]any) {
 
 func hdel(k string) func(map[string]any) {
 	return func(h map[string]any) { delete(h, k) }
+}
+
+// Tokens whose signature no known key verifies make the gateway fetch the
+// provider's keys again (they may have rotated), but at most every few
+// seconds: anyone can post logout tokens, and each must not cost the
+// provider a request.
+func TestBadSignaturesDoNotRefetchKeys(t *testing.T) {
+	srv := oidctest.NewServer(t, oidctest.Options{Now: func() time.Time { return testNow }})
+	c, err := oidc.New(t.Context(), config(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := srv.LogoutToken(oidctest.Token{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.VerifyLogoutToken(t.Context(), good, testNow); err != nil {
+		t.Fatalf("a good token: %v", err)
+	}
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := srv.JWKSHits()
+	for range 50 {
+		bad, err := srv.LogoutToken(oidctest.Token{Key: other})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.VerifyLogoutToken(t.Context(), bad, testNow); err == nil {
+			t.Fatal("a token signed with another key verified")
+		}
+	}
+	if n := srv.JWKSHits() - before; n > 1 {
+		t.Errorf("50 badly signed tokens made %d key fetches; want at most 1", n)
+	}
+	if _, err := c.VerifyLogoutToken(t.Context(), good, testNow); err != nil {
+		t.Errorf("a good token after the flood: %v", err)
+	}
 }

@@ -159,9 +159,9 @@ func discover(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("oidc: discovery at %q: %w", cfg.Issuer, err)
 	}
 	// One key set for ID and logout tokens, so both see the same keys and
-	// a rotation is fetched once. Like go-oidc's own, it fetches on a
-	// background context (a login's cancellation must not poison it).
-	keys := gooidc.NewRemoteKeySet(gooidc.ClientContext(context.Background(), hc), m.JWKSURL)
+	// a rotation is fetched once, and at most every minKeyRefresh however
+	// many bad tokens arrive (see keySet).
+	keys := newKeySet(m.JWKSURL, hc)
 	endpoint := p.Endpoint()
 	if endpoint.AuthStyle, err = authStyle(m.AuthMeths, cfg.ClientSecret); err != nil {
 		return nil, fmt.Errorf("oidc: discovery at %q: %w", cfg.Issuer, err)

@@ -126,6 +126,9 @@ func (h *Handler) revokeSessions(w http.ResponseWriter, r *http.Request) {
 	if req.Sub != "" {
 		rev = store.Revocation{Subject: req.Sub, Before: now, Expires: now.Add(h.sessions.Lifetime())}
 	}
+	// A session lives at most the lifetime it was saved with, and no
+	// longer once the lifetime is raised, so now + Lifetime outlives every
+	// session a revocation made now can match.
 	if err := h.revoke(r.Context(), rev, "admin"); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "unavailable", Message: "The revocation could not be recorded; try again."})
 		return

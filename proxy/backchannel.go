@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -60,8 +61,35 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request, ev *
 		bad("token refused")
 		return
 	}
-	// The jti is kept for as long as the token could be accepted, so a
-	// replay, on this replica or another, is refused.
+	// The revocation is recorded first and the jti claimed after, so a
+	// provider that retries after a 503 is not refused as a replay. That is
+	// safe because applying one token twice changes nothing: a sid
+	// revocation is the same one again, and a subject's is bounded by the
+	// token's iat, not by when it arrives, so a replay (even one the jti
+	// record missed, after a store restart) never ends a session signed in
+	// after the logout.
+	rev := store.Revocation{Expires: now.Add(h.sessions.Lifetime())}
+	if tok.SID != "" {
+		rev.IdPSID = tok.SID
+	} else {
+		// iat is whole seconds, as session issue times are: a session
+		// issued in iat's second may be the one logged out, so it is
+		// voided too (fail closed; a re-login that quick waits a second).
+		rev.Subject, rev.Before = tok.Subject, tok.IssuedAt.Add(time.Second)
+		if rev.Before.After(now) {
+			rev.Before = now // iat may be a little ahead of our clock
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	if err := h.follower.Revoke(ctx, rev); err != nil {
+		h.log.Error("revocation failed", "source", "backchannel", "err", err)
+		h.metrics.revocation("backchannel", "failed")
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable", Message: "The logout could not be recorded; send it again."})
+		return
+	}
+	// The jti is kept for as long as the token could be accepted.
 	first, err := h.claim(r.Context(), "logout-jti:"+tok.JTI, max(tok.Expires.Sub(now), time.Second))
 	switch {
 	case err != nil:
@@ -72,17 +100,7 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request, ev *
 		bad("replayed jti")
 		return
 	}
-	rev := store.Revocation{Expires: now.Add(h.sessions.Lifetime())}
-	if tok.SID != "" {
-		rev.IdPSID = tok.SID
-	} else {
-		rev.Subject, rev.Before = tok.Subject, now
-	}
-	if err := h.revoke(r.Context(), rev, "backchannel", "sub", tok.Subject); err != nil {
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "temporarily_unavailable", Message: "The logout could not be recorded; send it again."})
-		return
-	}
+	h.auditRevocation(rev, "backchannel", "sub", tok.Subject)
 	ev.subject, ev.reason = tok.Subject, "back-channel logout"
 	writeJSON(w, http.StatusOK, map[string]string{"status": "logged_out"})
 }

@@ -370,12 +370,11 @@ type sessionBody struct {
 // sessionInfo describes the caller's session and which levels it satisfies now.
 func (h *Handler) sessionInfo(w http.ResponseWriter, r *http.Request, ev *event) {
 	now := h.now()
-	st, err := h.sessions.Load(r, now)
-	if err != nil {
+	st := h.loadSession(r, now, ev) // a revoked session is no session here either
+	if st == nil {
 		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "login_required", LoginURL: loginPath(nil, "/")})
 		return
 	}
-	ev.subject = st.Facts.Subject
 	b := sessionBody{
 		Subject: st.Facts.Subject, Email: st.Facts.Email, ACR: st.Facts.ACR, AMR: st.Facts.AMR,
 		Expiry: st.Expires.Unix(), Levels: map[string]bool{},

@@ -147,8 +147,9 @@ func setIdentity(h http.Header, f *policy.Facts) {
 	h[HeaderAuthTime] = []string{at}
 }
 
-// stripOwnCookies removes the gateway's own cookies — the session, and the
-// pending flows named name+"-p-…" — from what the upstream receives. The
+// stripOwnCookies removes the gateway's own cookies — the session, the
+// pending flows named name+"-p-…" and the held transactions' browser
+// bindings name+"-h-…" — from what the upstream receives. The
 // app never needs them, and an app that logs or leaks its request headers
 // must not hand out a credential to the gateway.
 func stripOwnCookies(h http.Header, name string) {
@@ -168,7 +169,11 @@ func stripOwnCookies(h http.Header, name string) {
 		for part := range strings.SplitSeq(v, ";") {
 			part = strings.TrimSpace(part)
 			n, _, _ := strings.Cut(part, "=")
-			if part == "" || n == name || strings.HasPrefix(n, name+"-p-") {
+			// Trimmed as the session store reads it (and net/http): a pair
+			// spelled "stepgate =v" is the session to the gateway, so it must
+			// be the session here too, never forwarded.
+			n = strings.TrimSpace(n)
+			if part == "" || n == name || strings.HasPrefix(n, name+"-p-") || strings.HasPrefix(n, name+holdCookie) {
 				continue
 			}
 			kept = append(kept, part)

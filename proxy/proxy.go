@@ -123,7 +123,10 @@ func New(cfg Config) (*Handler, error) {
 
 		shared:     cfg.Store,
 		storeGrace: cmp.Or(cfg.StoreGrace, defaultStoreGrace),
-		bclLimit:   newLimiter(20, 40),
+		// A bound on CPU only: bad tokens no longer cost the provider a key
+		// fetch each (oidc.keySet), so the bucket is deep enough that a flood
+		// of garbage cannot crowd out the provider's own deliveries.
+		bclLimit: newLimiter(200, 1000),
 	}
 	if cfg.StoreGrace < 0 {
 		return nil, fmt.Errorf("proxy: StoreGrace %v; want zero (the default) or positive", cfg.StoreGrace)

@@ -58,6 +58,13 @@ func (h *Handler) revoke(ctx context.Context, r store.Revocation, source string,
 		h.metrics.revocation(source, "failed")
 		return errStoreDown
 	}
+	h.auditRevocation(r, source, attrs...)
+	return nil
+}
+
+// auditRevocation writes the audit event of a recorded revocation and
+// counts it.
+func (h *Handler) auditRevocation(r store.Revocation, source string, attrs ...any) {
 	what := []any{"source", source}
 	switch {
 	case r.SID != "":
@@ -69,7 +76,6 @@ func (h *Handler) revoke(ctx context.Context, r store.Revocation, source string,
 	}
 	h.audit("revocation", append(what, attrs...)...)
 	h.metrics.revocation(source, "ok")
-	return nil
 }
 
 // shortID names a session in logs without handing out its ID: the first

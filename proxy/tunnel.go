@@ -22,10 +22,11 @@ var errTunnelExpired = errors.New("proxy: the session or step-up that admitted t
 
 // tunnelEnd is when a tunnel admitted by rule for st must close: the
 // session's end, or the level's max_age counted from auth_time when that
-// comes first. Zero means no limit: a public route admits a tunnel with or
-// without a session, so no session's end applies to it.
+// comes first. Zero means no limit: a tunnel opened without a session. A
+// public route's tunnel opened with one carries the user's identity
+// headers, so it ends with the session (and its revocation) too.
 func tunnelEnd(rule *policy.Rule, st *session.State) time.Time {
-	if st == nil || rule.Access == policy.Public {
+	if st == nil {
 		return time.Time{}
 	}
 	end := st.Expires

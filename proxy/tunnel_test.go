@@ -135,6 +135,9 @@ func TestWebsocketTunnelEndsWithSession(t *testing.T) {
 		{"authenticated route", "/account/live", alice},
 		{"level without max_age", "/any-age/live", fresh},
 		{"level whose max_age ends after the session", "/feeds/live", fresh},
+		// The app got the session's identity headers with it, so the
+		// tunnel speaks as the user: it ends with the session too.
+		{"public route opened with a session", "/public/live", alice},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,10 +149,10 @@ func TestWebsocketTunnelEndsWithSession(t *testing.T) {
 			}
 		})
 	}
-	t.Run("public route", func(t *testing.T) {
+	t.Run("public route without a session", func(t *testing.T) {
 		t.Parallel()
 		// No session admitted it, so no session's end closes it.
-		conn, br := g.open("/public/live", g.f.cookie(alice))
+		conn, br := g.open("/public/live", "")
 		stillOpen(t, conn, br, left+1500*time.Millisecond)
 	})
 }

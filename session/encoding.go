@@ -22,10 +22,10 @@ import (
 //
 // The first byte tags both the kind and the version, and tags are unique
 // across kinds, so a pending record never decodes as a session even if the
-// keys were shared. Tag 0x01 was the session record before IdPSID; it no
-// longer decodes.
+// keys were shared. Tags 0x01 (before IdPSID) and 0x02 (before Expires) were
+// earlier session records; they no longer decode.
 const (
-	tagState2   = 0x02 // ID IdPSID Issuer Subject Email ACR lists(AMR, ACRS) AuthTime VerifiedAt Issued
+	tagState3   = 0x03 // ID IdPSID Issuer Subject Email ACR lists(AMR, ACRS) AuthTime VerifiedAt Issued Expires
 	tagPending1 = 0x81 // State Nonce Verifier Level ReturnTo Issuer Subject Created
 )
 
@@ -44,8 +44,10 @@ const maxIdPSID = 255
 // auth_time" survive the round trip without a separate flag.
 var zeroUnix = time.Time{}.Unix()
 
-// appendState appends the record of st, sealed at issued. Expires is not
-// stored: Load recomputes it from issued and the configured Lifetime.
+// appendState appends the record of st, sealed at issued, with st.Expires:
+// the end the session was given when it was saved. Load never extends it
+// (raising session.lifetime must not revive a session a revocation has
+// already forgotten), and shortens it to issued + the configured Lifetime.
 func appendState(b []byte, st State, issued time.Time) ([]byte, error) {
 	if len(st.ID) != idLen {
 		return nil, fmt.Errorf("session: id of %d bytes; want %d", len(st.ID), idLen)
@@ -58,7 +60,7 @@ func appendState(b []byte, st State, issued time.Time) ([]byte, error) {
 		return nil, fmt.Errorf("session: %d amr and %d acrs values; want at most %d each",
 			len(f.AMR), len(f.ACRS), maxList)
 	}
-	b = append(b, tagState2)
+	b = append(b, tagState3)
 	b = appendString(b, st.ID)
 	b = appendString(b, st.IdPSID)
 	b = appendString(b, f.Issuer)
@@ -69,12 +71,13 @@ func appendState(b []byte, st State, issued time.Time) ([]byte, error) {
 	b = appendTime(b, f.AuthTime)
 	b = appendTime(b, f.VerifiedAt)
 	b = appendTime(b, issued)
+	b = appendTime(b, st.Expires)
 	return b, nil
 }
 
-// decodeState decodes a session record, leaving Expires zero.
+// decodeState decodes a session record; Expires is the one it was saved with.
 func decodeState(b []byte) (st State, issued time.Time, err error) {
-	r := newReader(b, tagState2)
+	r := newReader(b, tagState3)
 	st.ID = r.str()
 	st.IdPSID = r.str()
 	st.Facts = policy.Facts{
@@ -87,6 +90,7 @@ func decodeState(b []byte) (st State, issued time.Time, err error) {
 	st.Facts.AuthTime = r.time()
 	st.Facts.VerifiedAt = r.time()
 	issued = r.time()
+	st.Expires = r.time()
 	if err := r.done(); err != nil {
 		return State{}, time.Time{}, err
 	}

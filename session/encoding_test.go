@@ -39,8 +39,9 @@ func TestDecodeRejects(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "empty"},
-		{"unknown version", append([]byte{0x03}, good[1:]...), "format tag 0x3"},
+		{"unknown version", append([]byte{0x04}, good[1:]...), "format tag 0x4"},
 		{"record before IdPSID", append([]byte{0x01}, good[1:]...), "format tag 0x1"},
+		{"record before Expires", append([]byte{0x02}, good[1:]...), "format tag 0x2"},
 		{"pending record", pending, "format tag 0x81"},
 		{"trailing byte", append(good[:len(good):len(good)], 0), "1 trailing bytes"},
 		{"truncated", good[:len(good)-1], "truncated"},
@@ -77,7 +78,7 @@ func TestDecodeListBound(t *testing.T) {
 		b = append(b, strings.Repeat("A", 22)...)
 		b = append(b, 0, 0, 0, 0, 0) // IdP sid, issuer, subject, email, acr
 		b = append(b, counts...)
-		return append(b, 0, 0, 0) // three times
+		return append(b, 0, 0, 0, 0) // four times
 	}
 	for _, tt := range []struct {
 		name   string
@@ -87,7 +88,7 @@ func TestDecodeListBound(t *testing.T) {
 		{"65535 amr", []byte{0xff, 0xff, 0x03, 0}, "lists of 65535 and 0 values"},
 		{"65535 acrs", []byte{0, 0xff, 0xff, 0x03}, "lists of 0 and 65535 values"},
 		{"65 amr", []byte{65, 0}, "lists of 65 and 0 values"},
-		{"more values than bytes", []byte{2, 2}, "lists of 2 and 2 values"},
+		{"more values than bytes", []byte{3, 2}, "lists of 3 and 2 values"},
 	} {
 		if _, _, err := session.DecodeState(record(tt.counts...)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: DecodeState = %v; want an error containing %q", tt.name, err, tt.want)

@@ -242,7 +242,11 @@ func (s *Store) Load(r *http.Request, now time.Time) (State, error) {
 	}
 	// Expires follows the configured Lifetime, not the one in force at
 	// Save, so shortening Lifetime ends older sessions at once.
-	st.Issued, st.Expires = issued, issued.Add(s.lifetime)
+	// The configured Lifetime may shorten a session, never lengthen it.
+	st.Issued = issued
+	if end := issued.Add(s.lifetime); st.Expires.IsZero() || end.Before(st.Expires) {
+		st.Expires = end
+	}
 	if !now.Before(st.Expires) {
 		return State{}, fmt.Errorf("session: cookie %q expired at %s; now %s",
 			s.name, st.Expires.Format(time.RFC3339), now.UTC().Format(time.RFC3339))

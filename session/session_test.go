@@ -480,3 +480,34 @@ func TestToken(t *testing.T) {
 		t.Error("a token checks under another secret")
 	}
 }
+
+// Raising the configured lifetime never lengthens a session saved before:
+// a revocation kept for the old lifetime must not be outlived by it.
+func TestLongerLifetimeDoesNotExtendSessions(t *testing.T) {
+	newStoreLifetime := func(t *testing.T, l time.Duration) *session.Store {
+		s, err := session.New(session.Config{Secrets: [][]byte{secret(1)}, Lifetime: l, Issuer: issuer, ClientID: clientID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	short := newStoreLifetime(t, time.Hour)
+	rec := httptest.NewRecorder()
+	st, err := short.Save(rec, policy.Facts{Issuer: issuer, Subject: "alice"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := newStoreLifetime(t, 48*time.Hour)
+	req := request(rec.Result().Cookies()...)
+	got, err := long.Load(req, t0.Add(30*time.Minute))
+	if err != nil || !got.Expires.Equal(st.Expires) {
+		t.Fatalf("Load under a longer lifetime: expires %v, %v; want the saved %v", got.Expires, err, st.Expires)
+	}
+	if _, err := long.Load(req, t0.Add(2*time.Hour)); err == nil {
+		t.Error("a session outlived the lifetime it was saved with after the lifetime was raised")
+	}
+	shorter := newStoreLifetime(t, 10*time.Minute)
+	if _, err := shorter.Load(req, t0.Add(20*time.Minute)); err == nil {
+		t.Error("shortening the lifetime did not shorten an older session")
+	}
+}

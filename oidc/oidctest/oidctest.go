@@ -71,6 +71,7 @@ type Server struct {
 	next Token
 	// discoveryHits counts discovery requests, for FailDiscovery.
 	discoveryHits int
+	jwksHits      int
 	codes         map[string]authorization
 }
 
@@ -197,7 +198,17 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, doc)
 }
 
+// JWKSHits reports how many times the key set was fetched.
+func (s *Server) JWKSHits() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.jwksHits
+}
+
 func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.jwksHits++
+	s.mu.Unlock()
 	pub := s.Key.PublicKey
 	writeJSON(w, http.StatusOK, map[string]any{"keys": []map[string]any{{
 		"kty": "RSA",
