@@ -54,6 +54,12 @@ type OIDC struct {
 	ClientID     string
 	ClientSecret string
 	Scopes       []string // always contains "openid", first
+
+	// PAR says whether authorization requests are pushed (RFC 9126):
+	// "auto" when the provider's discovery advertises a
+	// pushed_authorization_request_endpoint, "required" always (a
+	// provider without one is a start-up error), or "off".
+	PAR string
 }
 
 // Session configures the sealed session cookie and the state replicas share.
@@ -98,6 +104,8 @@ func (c *Config) Level(name string) *policy.Level {
 type positions struct {
 	routes   []pos // per route, the route's mapping
 	levels   []pos // per level, its name
+	once     []pos // per level, its once value; zero when unset
+	def      pos   // default's value, when set
 	insecure pos   // insecure_allow_http's value, when set
 	proxies  []pos // per trusted proxy
 }

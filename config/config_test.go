@@ -55,6 +55,7 @@ func TestParseDefaults(t *testing.T) {
 		{"Routes", len(c.Routes), 0},
 		{"StripPathParams", c.StripPathParams, false},
 		{"InsecureAllowHTTP", c.InsecureAllowHTTP, false},
+		{"OIDC.PAR", c.OIDC.PAR, "auto"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -533,5 +534,162 @@ admin: {token: "tok-0123456789abcdef0123456789abcdef"}`, "redis://:pw@127.0.0.1:
 admin: {token: "hunter3"}`), nil)
 	if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "hunter3") {
 		t.Errorf("errors %v; want errors that repeat no password or token", err)
+	}
+}
+
+// heldBase is base with a once level, for the held-transaction tests.
+const heldBase = base + `levels:
+  mfa_once:
+    acr_values: [urn:mfa]
+    max_age: 5m
+    once: true
+    satisfied_by: [{amr: [mfa]}]
+  mfa:
+    once: false
+    satisfied_by: [{amr: [mfa]}]
+`
+
+func TestParseHeldTransactions(t *testing.T) {
+	src := heldBase + `routes:
+  - name: transfers
+    path: /api/transfers/**
+    methods: [POST]
+    require: mfa_once
+    confirm:
+      title: "Send money"
+      fields:
+        - {name: amount, label: "Amount"}
+        - {name: currency, label: "Currency"}
+        - {name: payee.iban, label: "To"}
+        - {name: ref-2_x, label: "Reference"}
+      max_body: 16KiB
+      ttl: 90s
+      authorization_details:
+        - type: payment_initiation
+          instructedAmount: {amount: "{{amount}}", currency: "{{currency}}"}
+          creditorAccount: {iban: "{{payee.iban}}"}
+          remittance: "{{amount}} {{currency}} to {{payee.iban}}, ref {{ref-2_x}}"
+          urgent: false
+          locations: [https://bank.example.com/payments]
+          limit: 1.5
+  - name: payees
+    path: /api/payees
+    methods: [PUT, DELETE]
+    require: mfa
+    confirm:
+      title: Change payees
+      fields: [{name: payee_iban, label: Payee}]
+`
+	c := mustParse(t, src)
+	once, mfa := c.Level("mfa_once"), c.Level("mfa")
+	if once == nil || !once.Once || once.MaxAge != 5*time.Minute {
+		t.Errorf("mfa_once = %+v; want Once and MaxAge 5m", once)
+	}
+	if mfa == nil || mfa.Once {
+		t.Errorf("mfa = %+v; want Once false", mfa)
+	}
+	want := []*policy.Confirm{{
+		Title: "Send money",
+		Fields: []policy.ConfirmField{
+			{Name: "amount", Label: "Amount"}, {Name: "currency", Label: "Currency"},
+			{Name: "payee.iban", Label: "To"}, {Name: "ref-2_x", Label: "Reference"},
+		},
+		MaxBody: 16 << 10,
+		TTL:     90 * time.Second,
+		// File order is kept, scalars keep their YAML types, exactly as
+		// levels' claims are converted.
+		AuthorizationDetails: `[{"type":"payment_initiation","instructedAmount":{"amount":"{{amount}}","currency":"{{currency}}"},` +
+			`"creditorAccount":{"iban":"{{payee.iban}}"},"remittance":"{{amount}} {{currency}} to {{payee.iban}}, ref {{ref-2_x}}",` +
+			`"urgent":false,"locations":["https://bank.example.com/payments"],"limit":1.5}]`,
+	}, {
+		Title:   "Change payees",
+		Fields:  []policy.ConfirmField{{Name: "payee_iban", Label: "Payee"}},
+		MaxBody: 64 << 10,
+		TTL:     5 * time.Minute,
+	}}
+	if len(c.Routes) != len(want) {
+		t.Fatalf("Routes = %+v; want %d", c.Routes, len(want))
+	}
+	for i, w := range want {
+		if got := c.Routes[i].Confirm; !reflect.DeepEqual(got, w) {
+			t.Errorf("Routes[%d].Confirm =\n%+v\nwant\n%+v", i, got, w)
+		}
+	}
+	if w := Warnings(c); len(w) != 0 {
+		t.Errorf("Warnings = %q; want none for a once level on POST only, with max_age", w)
+	}
+}
+
+func TestParsePAR(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"", "auto"},
+		{"  par: auto\n", "auto"},
+		{"  par: required\n", "required"},
+		{"  par: off\n", "off"},
+		{"  par: ~\n", "auto"},
+	} {
+		src := strings.Replace(base, "  client_id: stepgate\n", "  client_id: stepgate\n"+tc.yaml, 1)
+		if c := mustParse(t, src); c.OIDC.PAR != tc.want {
+			t.Errorf("%q: OIDC.PAR = %q; want %q", tc.yaml, c.OIDC.PAR, tc.want)
+		}
+	}
+}
+
+// TestConfirmBounds checks max_body's and ttl's syntax, defaults and bounds.
+func TestConfirmBounds(t *testing.T) {
+	route := func(extra string) string {
+		return heldBase + `routes:
+  - name: pay
+    path: /pay
+    methods: [POST]
+    require: mfa_once
+    confirm:
+      title: Pay
+      fields: [{name: amount, label: Amount}]
+` + extra
+	}
+	for _, tc := range []struct {
+		extra   string
+		maxBody int64
+		ttl     time.Duration
+		err     string // a fragment of the error; "" when it must parse
+	}{
+		{"", 64 << 10, 5 * time.Minute, ""},
+		{"      max_body: 64KiB\n", 64 << 10, 5 * time.Minute, ""},
+		{"      max_body: 1MiB\n", 1 << 20, 5 * time.Minute, ""},
+		{"      max_body: 4096\n", 4096, 5 * time.Minute, ""},
+		{"      max_body: \"4096\"\n", 4096, 5 * time.Minute, ""},
+		{"      max_body: 1048576\n", 1 << 20, 5 * time.Minute, ""},
+		{"      max_body: 1\n", 1, 5 * time.Minute, ""},
+		{"      ttl: 30s\n", 64 << 10, 30 * time.Second, ""},
+		{"      ttl: 30m\n", 64 << 10, 30 * time.Minute, ""},
+		{"      max_body: 0\n", 0, 0, `routes[0].confirm.max_body: 0 bytes is not positive`},
+		{"      max_body: 0KiB\n", 0, 0, `routes[0].confirm.max_body: 0 bytes is not positive`},
+		{"      max_body: -1\n", 0, 0, `routes[0].confirm.max_body: "-1" is not positive`},
+		{"      max_body: 1048577\n", 0, 0, `routes[0].confirm.max_body: 1048577 bytes is more than 1MiB`},
+		{"      max_body: 2MiB\n", 0, 0, `routes[0].confirm.max_body: 2097152 bytes is more than 1MiB`},
+		{"      max_body: 99999999999999999999MiB\n", 0, 0, `routes[0].confirm.max_body: "99999999999999999999MiB" is more than 1MiB`},
+		{"      max_body: 9999999999999MiB\n", 0, 0, `routes[0].confirm.max_body: "9999999999999MiB" is more than 1MiB`},
+		{"      max_body: 64KB\n", 0, 0, `routes[0].confirm.max_body: "64KB" is not a size; did you mean "64KiB"?`},
+		{"      max_body: 1.5MiB\n", 0, 0, `routes[0].confirm.max_body: "1.5MiB" is not a size`},
+		{"      max_body: 64 KiB\n", 0, 0, `routes[0].confirm.max_body: "64 KiB" is not a size; did you mean "64KiB"?`},
+		{"      max_body: [1]\n", 0, 0, `routes[0].confirm.max_body: expected a string, got a list`},
+		{"      ttl: 29s\n", 0, 0, `routes[0].confirm.ttl: 29s is shorter than 30s`},
+		{"      ttl: 31m\n", 0, 0, `routes[0].confirm.ttl: 31m0s is longer than 30m`},
+		{"      ttl: 5\n", 0, 0, `routes[0].confirm.ttl: "5" is not a duration`},
+	} {
+		c, err := Parse("t.yaml", []byte(route(tc.extra)), lookup)
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v; want one containing %q", tc.extra, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", tc.extra, err)
+		case c.Routes[0].Confirm == nil:
+			t.Errorf("%q: Confirm is nil", tc.extra)
+		case c.Routes[0].Confirm.MaxBody != tc.maxBody || c.Routes[0].Confirm.TTL != tc.ttl:
+			t.Errorf("%q: MaxBody, TTL = %d, %v; want %d, %v", tc.extra, c.Routes[0].Confirm.MaxBody, c.Routes[0].Confirm.TTL, tc.maxBody, tc.ttl)
+		}
 	}
 }

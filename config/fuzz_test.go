@@ -1,11 +1,15 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stepgate/stepgate/policy"
 )
 
 // FuzzParse checks that Parse never panics, that it fails only with an
@@ -49,6 +53,35 @@ func FuzzParse(f *testing.F) {
 		for _, l := range c.Levels {
 			if len(l.SatisfiedBy) == 0 || l.MaxAge < 0 || strings.Contains(l.Prompt, "none") {
 				t.Fatalf("accepted level %+v", l)
+			}
+		}
+		if !slices.Contains([]string{"auto", "required", "off"}, c.OIDC.PAR) {
+			t.Fatalf("accepted oidc.par %q", c.OIDC.PAR)
+		}
+		for _, r := range c.Routes {
+			cf := r.Confirm
+			if cf == nil {
+				continue
+			}
+			if r.Access != policy.Leveled || cf.Title == "" || len(cf.Fields) == 0 || len(cf.Fields) > maxFields ||
+				cf.MaxBody <= 0 || cf.MaxBody > maxMaxBody || cf.TTL < minHoldTTL || cf.TTL > maxHoldTTL {
+				t.Fatalf("accepted confirm %+v on %s", cf, r.Access)
+			}
+			for _, f := range cf.Fields {
+				if !fieldName.MatchString(f.Name) || f.Label == "" {
+					t.Fatalf("accepted field %+v", f)
+				}
+			}
+			if ad := cf.AuthorizationDetails; ad != "" {
+				var objs []map[string]any
+				if err := json.Unmarshal([]byte(ad), &objs); err != nil || len(objs) == 0 || len(ad) > maxAuthorizationDetails {
+					t.Fatalf("accepted authorization_details %s (%v)", ad, err)
+				}
+				for _, o := range objs {
+					if typ, _ := o["type"].(string); typ == "" {
+						t.Fatalf("accepted authorization_details %s: an object without a string type", ad)
+					}
+				}
 			}
 		}
 		_ = Warnings(c)

@@ -13,7 +13,7 @@ import (
 )
 
 var (
-	levelKeys       = []string{"acr_values", "claims", "max_age", "prompt", "satisfied_by"}
+	levelKeys       = []string{"acr_values", "claims", "max_age", "once", "prompt", "satisfied_by"}
 	alternativeKeys = []string{"acr", "amr", "acrs"}
 	levelName       = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 	builtinAccess   = map[string]policy.Access{"public": policy.Public, "authenticated": policy.Authenticated, "deny": policy.Denied}
@@ -38,6 +38,7 @@ func (d *decoder) levels(n *yaml.Node, c *Config) map[string]*policy.Level {
 		byName[name] = l
 		c.Levels = append(c.Levels, l)
 		c.pos.levels = append(c.pos.levels, at(p.key))
+		c.pos.once = append(c.pos.once, at(keyOf(p.value, "once")))
 	}
 	return byName
 }
@@ -75,6 +76,8 @@ func (d *decoder) level(n *yaml.Node, field string) *policy.Level {
 			l.MaxAge = dur
 		}
 	}
+
+	l.Once = d.boolean(m["once"], join(field, "once"))
 
 	if p, ok := d.str(m["prompt"], join(field, "prompt")); ok && p != "" {
 		l.Prompt = d.prompt(m["prompt"], join(field, "prompt"), p)
@@ -146,12 +149,23 @@ func (d *decoder) claimValues(n *yaml.Node, field string) []string {
 	return out
 }
 
-// Limits on the claims request: it travels in the authorize URL, and
-// aliases could otherwise make a small file expand into a huge one.
+// Limits on a YAML value sent to the IdP as JSON (a claims request,
+// authorization_details): it travels in the authorize request, and aliases
+// could otherwise make a small file expand into a huge one.
 const (
-	maxClaimsNodes = 500
-	maxClaimsDepth = 8
+	maxJSONNodes = 500
+	maxJSONDepth = 8
 )
+
+// jsonWalk is one conversion of a YAML value to JSON by writeJSON.
+type jsonWalk struct {
+	what, hint string // what the value is and how to shrink it, for messages
+	nodes      int    // how many more nodes may be written
+
+	// check, when set, sees every mapping key and every string value
+	// (after ${NAME} expansion) and reports what is wrong with it.
+	check func(n *yaml.Node, field, s string, isKey bool)
+}
 
 var (
 	claimsMembers  = []string{"id_token", "userinfo"}
@@ -187,8 +201,8 @@ func (d *decoder) claims(n *yaml.Node, field string, withACRValues bool) string 
 		return ""
 	}
 	var b strings.Builder
-	budget := maxClaimsNodes
-	if !d.writeJSON(&b, n, field, 0, &budget) || b.String() == "{}" {
+	w := &jsonWalk{what: "claims request", hint: "keep it to the claims the level needs", nodes: maxJSONNodes}
+	if !d.writeJSON(&b, n, field, 0, w) || len(d.errs) > errs || b.String() == "{}" {
 		return ""
 	}
 	return b.String()
@@ -226,25 +240,38 @@ func (d *decoder) claimRequest(n *yaml.Node, field string) {
 }
 
 // writeJSON writes n as JSON, keeping mapping order. Strings are expanded
-// like any other scalar value.
-func (d *decoder) writeJSON(b *strings.Builder, n *yaml.Node, field string, depth int, budget *int) bool {
+// like any other scalar value. It returns false when it stopped early; the
+// problems it reports without stopping (a bad key, what w.check finds) the
+// caller learns from d.errs.
+func (d *decoder) writeJSON(b *strings.Builder, n *yaml.Node, field string, depth int, w *jsonWalk) bool {
 	// The first failure stops the whole walk, so this is reported once.
-	if *budget--; *budget < 0 || depth > maxClaimsDepth {
-		d.errorAt(n, field, "claims request is too large or too deeply nested", "keep it to the claims the level needs")
+	if w.nodes--; w.nodes < 0 || depth > maxJSONDepth {
+		d.errorAt(n, field, w.what+" is too large or too deeply nested", w.hint)
 		return false
 	}
 	v := deref(n)
 	switch v.Kind {
 	case yaml.MappingNode:
+		if name, ok := unquotedPlaceholder(v); ok {
+			d.errorAt(n, field, fmt.Sprintf("{{%s}} without quotes is a YAML map, not a string", name), fmt.Sprintf(`quote it: "{{%s}}"`, name))
+			b.WriteString("null")
+			return true
+		}
 		b.WriteByte('{')
-		for i := 0; i+1 < len(v.Content); i += 2 {
+		// pairs reports duplicate keys, merge keys and keys that are no
+		// plain scalar, none of which has a JSON form.
+		for i, p := range d.pairs(v, field) {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			k, _ := json.Marshal(v.Content[i].Value)
+			kfield := join(field, p.key.Value)
+			if w.check != nil {
+				w.check(p.key, kfield, p.key.Value, true)
+			}
+			k, _ := json.Marshal(p.key.Value)
 			b.Write(k)
 			b.WriteByte(':')
-			if !d.writeJSON(b, v.Content[i+1], join(field, v.Content[i].Value), depth+1, budget) {
+			if !d.writeJSON(b, p.value, kfield, depth+1, w) {
 				return false
 			}
 		}
@@ -255,7 +282,7 @@ func (d *decoder) writeJSON(b *strings.Builder, n *yaml.Node, field string, dept
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			if !d.writeJSON(b, item, index(field, i), depth+1, budget) {
+			if !d.writeJSON(b, item, index(field, i), depth+1, w) {
 				return false
 			}
 		}
@@ -273,6 +300,9 @@ func (d *decoder) writeJSON(b *strings.Builder, n *yaml.Node, field string, dept
 			if !ok {
 				return false
 			}
+			if w.check != nil {
+				w.check(n, field, s, false)
+			}
 			val = s
 		}
 		out, err := json.Marshal(val)
@@ -282,8 +312,35 @@ func (d *decoder) writeJSON(b *strings.Builder, n *yaml.Node, field string, dept
 		}
 		b.Write(out)
 	default:
-		d.errorAt(n, field, "expected a claims request, got "+describe(v), "")
+		d.errorAt(n, field, "expected a JSON value, got "+describe(v), "")
 		return false
 	}
 	return true
+}
+
+// unquotedPlaceholder reports whether m is what YAML makes of an unquoted
+// {{name}}: a map whose only key is the map {name: null}, with no value.
+func unquotedPlaceholder(m *yaml.Node) (string, bool) {
+	if len(m.Content) != 2 || !isNull(m.Content[1]) {
+		return "", false
+	}
+	k := deref(m.Content[0])
+	if k.Kind != yaml.MappingNode || len(k.Content) != 2 || k.Content[0].Kind != yaml.ScalarNode || !isNull(k.Content[1]) {
+		return "", false
+	}
+	return k.Content[0].Value, true
+}
+
+// keyOf returns the value of key in the mapping n, or nil.
+func keyOf(n *yaml.Node, key string) *yaml.Node {
+	v := deref(n)
+	if v == nil || v.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		if k := v.Content[i]; k.Kind == yaml.ScalarNode && k.Value == key {
+			return v.Content[i+1]
+		}
+	}
+	return nil
 }

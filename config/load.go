@@ -194,6 +194,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	c.Default = policy.Rule{Name: "default", Access: policy.Authenticated}
 	if n := top["default"]; !isNull(n) {
 		c.Default.Access, c.Default.Level = d.requirement(n, "default", levels)
+		c.pos.def = at(n)
 	}
 	c.TrustedProxies = d.trustedProxies(top["trusted_proxies"], c)
 	c.IdentityHeaders = d.identityHeaders(top["identity_headers"])
@@ -282,7 +283,10 @@ func (d *decoder) url(n *yaml.Node, field string, allowHTTP bool) *url.URL {
 	return &url.URL{Scheme: u.Scheme, Host: host}
 }
 
-var oidcKeys = []string{"issuer", "client_id", "client_secret", "scopes"}
+var (
+	oidcKeys = []string{"issuer", "client_id", "client_secret", "scopes", "par"}
+	parModes = []string{"auto", "required", "off"}
+)
 
 func (d *decoder) oidc(n, root *yaml.Node, allowHTTP bool) OIDC {
 	if isNull(n) {
@@ -306,6 +310,7 @@ func (d *decoder) oidc(n, root *yaml.Node, allowHTTP bool) OIDC {
 	}
 	o.ClientSecret, _ = d.str(m["client_secret"], "oidc.client_secret")
 	o.Scopes = d.scopes(m["scopes"])
+	o.PAR = d.par(m["par"])
 	return o
 }
 
@@ -319,6 +324,31 @@ func (d *decoder) plainHTTPAroundPlaceholder(n *yaml.Node, field string, allowHT
 	d.errs = append(d.errs, &Error{File: d.file, Line: n.Line, Col: n.Column, Field: field,
 		Msg: fmt.Sprintf("%q must use https", deref(n).Value), Hint: "set insecure_allow_http: true only for local testing"})
 	return true
+}
+
+// par reads oidc.par; absent or null is "auto".
+func (d *decoder) par(n *yaml.Node) string {
+	if isNull(n) {
+		return "auto"
+	}
+	s, ok := d.str(n, "oidc.par")
+	if !ok {
+		return "auto"
+	}
+	if contains(parModes, s) {
+		return s
+	}
+	hint := "use auto (push requests when the provider advertises pushed_authorization_request_endpoint), required or off"
+	switch v := deref(n); {
+	case v.ShortTag() == "!!bool" && strings.EqualFold(s, "false"):
+		hint = `did you mean "off"?`
+	case v.ShortTag() == "!!bool":
+		hint = `use "auto", or "required" to refuse a provider without PAR`
+	case closest(s, parModes) != "":
+		hint = fmt.Sprintf("did you mean %q?", closest(s, parModes))
+	}
+	d.errorAt(n, "oidc.par", fmt.Sprintf("%q is not auto, required or off", s), hint)
+	return "auto"
 }
 
 // checkIssuer keeps the issuer as written (ID tokens' iss must equal it

@@ -13,7 +13,7 @@ import (
 )
 
 var (
-	routeKeys = []string{"name", "host", "path", "path_regex", "methods", "require"}
+	routeKeys = []string{"name", "host", "path", "path_regex", "methods", "require", "confirm"}
 	routeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 	// methods a rule may name. HEAD is matched as GET, and CONNECT and
@@ -157,6 +157,15 @@ func (d *decoder) route(n *yaml.Node, field string, levels map[string]*policy.Le
 		d.errorAt(orAt(rn, n), join(field, "require"), "missing", "add require: public, authenticated, deny, or a level name")
 	} else {
 		r.Access, r.Level = d.requirement(rn, join(field, "require"), levels)
+	}
+
+	if cn, ok := m["confirm"]; ok {
+		cf := d.confirm(cn, join(field, "confirm"))
+		// policy.NewTable refuses confirm on a rule without a level. When
+		// require itself was wrong that was said already.
+		if r.Access != 0 {
+			r.Confirm = cf
+		}
 	}
 	return r, m
 }

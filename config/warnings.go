@@ -12,7 +12,8 @@ import (
 // in file order, each as "file:line:col: what; how to fix": a stricter rule
 // shadowed by an earlier, weaker one (it will never apply to the requests it
 // was written for), insecure_allow_http, proxies trusted from everywhere,
-// and levels no rule uses.
+// levels no rule uses, once levels without max_age or on page views, and
+// confirm on a route that holds nothing.
 func Warnings(c *Config) []string {
 	type warning struct {
 		pos
@@ -45,12 +46,35 @@ func Warnings(c *Config) []string {
 	}
 	for i, l := range c.Levels {
 		if !c.uses(l) {
-			var p pos
-			if i < len(c.pos.levels) {
-				p = c.pos.levels[i]
-			}
-			add(p, "levels.%s: no route requires it; use it in a route or remove it", l.Name)
+			add(c.levelPos(i), "levels.%s: no route requires it; use it in a route or remove it", l.Name)
 		}
+	}
+
+	for i, l := range c.Levels {
+		if l.Once && l.MaxAge == 0 {
+			p := c.levelPos(i)
+			if i < len(c.pos.once) && c.pos.once[i].line > 0 {
+				p = c.pos.once[i]
+			}
+			add(p, "levels.%s.once: a once level without max_age lets one step-up admit one request any time within the session; set max_age, such as 5m", l.Name)
+		}
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		if r.Level != nil && r.Level.Once && (r.Methods == nil || slices.Contains(r.Methods, "GET")) {
+			which := "GET"
+			if r.Methods == nil {
+				which = "every method"
+			}
+			add(c.routePos(i), "routes[%d] %q: once level %q on %s, so every page view would use up the step-up; list the methods that change state, such as methods: [POST]",
+				i, r.Name, r.Level.Name, which)
+		}
+		if r.Confirm != nil && r.Methods != nil && !slices.ContainsFunc(r.Methods, changesState) {
+			add(c.routePos(i), "routes[%d] %q: confirm holds only POST, PUT, PATCH and DELETE requests, and the route matches none; add them to methods or remove confirm", i, r.Name)
+		}
+	}
+	if l := c.Default.Level; l != nil && l.Once {
+		add(c.pos.def, "default: once level %q on every request no route matches, so every page view would use up the step-up; require it on routes with methods: [POST]", l.Name)
 	}
 
 	slices.SortStableFunc(ws, func(a, b warning) int {
@@ -78,6 +102,21 @@ func (c *Config) routePos(i int) pos {
 		return c.pos.routes[i]
 	}
 	return pos{line: c.Routes[i].Line}
+}
+
+// levelPos is where levels[i]'s name is, or nothing for a Config built by
+// hand.
+func (c *Config) levelPos(i int) pos {
+	if i < len(c.pos.levels) {
+		return c.pos.levels[i]
+	}
+	return pos{}
+}
+
+// changesState reports whether a request with method m is one that confirm
+// holds.
+func changesState(m string) bool {
+	return m == "POST" || m == "PUT" || m == "PATCH" || m == "DELETE"
 }
 
 func (c *Config) proxyPos(i int) pos {
