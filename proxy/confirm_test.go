@@ -13,6 +13,8 @@ import (
 
 	"github.com/stepgate/stepgate/oidc/oidctest"
 	"github.com/stepgate/stepgate/policy"
+	"github.com/stepgate/stepgate/store"
+	"github.com/stepgate/stepgate/store/redistest"
 )
 
 var (
@@ -375,5 +377,67 @@ func TestConfirmAndOnceBehindForwardAuth(t *testing.T) {
 	}
 	if resp := ask("GET", "/once/x"); resp.StatusCode != http.StatusUnauthorized || resp.Header.Get(HeaderSignin) == "" {
 		t.Errorf("forward-auth second request on a once level: %d; want 401 with a sign-in URL", resp.StatusCode)
+	}
+}
+
+// Two replicas sharing one Redis: a request held on A is confirmed on B,
+// exactly once, even when both get the Confirm at the same moment.
+func TestHeldTransactionAcrossReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	shared, err := store.NewRedis(t.Context(), srv.URL(), store.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shared.Close() })
+	fx := newConfirmFixture(t, nil)
+	a := fx.restart(func(c *Config) { c.Store = shared }, false)
+	b := fx.restart(func(c *Config) { c.Store = shared }, false)
+	fx.signIn(strongFacts)
+
+	r := httptest.NewRequest(http.MethodPost, "/pay/x", strings.NewReader(transferForm))
+	r.Host = gatewayURL.Host
+	for k, v := range sameOrigin {
+		r.Header.Set(k, v)
+	}
+	for _, c := range fx.jar.Cookies(gatewayURL) {
+		r.AddCookie(c)
+	}
+	rec := httptest.NewRecorder()
+	a.ServeHTTP(rec, r)
+	loc := rec.Header().Get("Location")
+	id, ok := strings.CutPrefix(loc, confirmPath+"?id=")
+	if rec.Code != http.StatusSeeOther || !ok {
+		t.Fatalf("hold on A: %d %q", rec.Code, loc)
+	}
+	fx.jar.SetCookies(gatewayURL, rec.Result().Cookies())
+
+	fx.h = b
+	_, _, csrf := fx.page(t, id)
+	if csrf == "" {
+		t.Fatal("B does not show the transaction held on A")
+	}
+	form := url.Values{"id": {id}, "csrf": {csrf}, "action": {"confirm"}}.Encode()
+	codes := make(chan int, 2)
+	for _, h := range []*Handler{a, b} {
+		go func() {
+			r := httptest.NewRequest(http.MethodPost, confirmPath, strings.NewReader(form))
+			r.Host = gatewayURL.Host
+			for k, v := range sameOrigin {
+				r.Header.Set(k, v)
+			}
+			for _, c := range fx.jar.Cookies(gatewayURL) {
+				r.AddCookie(c)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			codes <- rec.Code
+		}()
+	}
+	got := []int{<-codes, <-codes}
+	if !(got[0] == 200 && got[1] == http.StatusGone || got[0] == http.StatusGone && got[1] == 200) {
+		t.Errorf("concurrent Confirms on A and B: %v; want one 200 and one 410", got)
+	}
+	if n := fx.upstreamCount(); n != 1 {
+		t.Errorf("upstream got %d transactions; want exactly 1", n)
 	}
 }
