@@ -3,26 +3,34 @@
 # Go reverse proxy in front of the same upstream.
 #
 # It builds stepgate and bench/loadtool, starts an upstream, the development
-# IdP, a plain httputil.ReverseProxy and stepgate (one route needing mfa),
-# checks that a request with a minted multi-factor session cookie really gets
-# through stepgate and that one without it does not, then runs wrk against
-# both proxies and prints requests/s, p50, p99, peak RSS and CPU-seconds per
-# 100 000 requests of each proxy process. wrk counts a 302 to the IdP as a
-# success, so its Lua hook also counts every response that is not the
+# IdP, a plain httputil.ReverseProxy, a redis-server of its own and two
+# stepgates (one route needing mfa): one keeping its shared state in memory
+# (session.store unset), one in that Redis. It checks that a request with a
+# minted multi-factor session cookie really gets through both gateways and
+# that one without it does not, and that the Redis one really follows the
+# revocation channel in that redis-server; then it runs wrk against the
+# three proxies and prints requests/s, p50, p99, peak RSS and CPU-seconds per
+# 100 000 requests of each proxy process, and how many commands redis-server
+# ran during the Redis gateway's measured run. wrk counts a 302 to the IdP
+# as a success, so its Lua hook also counts every response that is not the
 # upstream's "200 ok", and any such response fails the run.
 #
 # CPU per request is the figure to compare: wrk, the upstream and the proxy
 # share the machine's cores, so requests/s and latency mostly show how the
-# cores were split.
+# cores were split. The request path is not supposed to touch Redis at all
+# (revocations are read from the in-memory copy a follower keeps), so the
+# Redis gateway should cost what the memory one does, and redis-server should
+# see only the subscription's liveness PINGs while it is measured.
 #
 # Settings (environment):
 #   BENCH_DURATION=10s     wrk -d, per measured run
 #   BENCH_THREADS=2        wrk -t
 #   BENCH_CONNECTIONS=32   wrk -c
 #   BENCH_WARMUP=2s        unmeasured wrk run before each measured one (0 = none)
-#   BENCH_ROUNDS=1         plain/stepgate pairs, the order alternating
-#   BENCH_PORT_BASE=18400  five ports from here: upstream, plain proxy, IdP,
-#                          stepgate, stepgate admin
+#   BENCH_ROUNDS=1         rounds of one run per proxy, the order rotating
+#   BENCH_PORT_BASE=18400  eight ports from here: upstream, plain proxy, IdP,
+#                          stepgate, stepgate admin, stepgate on Redis, its
+#                          admin, redis-server
 #   BENCH_OUT=bench/out    logs, wrk output and results.txt
 set -euo pipefail
 
@@ -53,24 +61,27 @@ check_settings() {
 	[[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "BENCH_CONNECTIONS=$CONNECTIONS: want a positive integer"
 	((CONNECTIONS >= THREADS)) || die "BENCH_CONNECTIONS=$CONNECTIONS: want at least BENCH_THREADS=$THREADS (wrk gives each thread a connection)"
 	[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS=$ROUNDS: want a positive integer"
-	if ! [[ $PORT_BASE =~ ^[1-9][0-9]*$ ]] || ((PORT_BASE < 1024 || PORT_BASE > 65530)); then
-		die "BENCH_PORT_BASE=$PORT_BASE: want a port between 1024 and 65530"
+	if ! [[ $PORT_BASE =~ ^[1-9][0-9]*$ ]] || ((PORT_BASE < 1024 || PORT_BASE > 65528)); then
+		die "BENCH_PORT_BASE=$PORT_BASE: want a port between 1024 and 65528"
 	fi
 }
 
 need_tools() {
-	local t
+	local t need=()
 	for t in go curl awk getconf; do
 		command -v "$t" >/dev/null || die "$t is required but not installed"
 	done
-	if ! command -v wrk >/dev/null; then
-		if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-			echo "bench: installing wrk (Debian package)" >&2
-			apt-get update -qq >/dev/null || die "apt-get update failed"
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || die "apt-get install wrk failed"
-		else
-			die "wrk is required: install the Debian package (apt-get install wrk) and run again"
-		fi
+	command -v wrk >/dev/null || need+=(wrk)
+	# Debian's redis-server package brings redis-cli (from redis-tools).
+	command -v redis-server >/dev/null || [[ -x /usr/bin/redis-server ]] || need+=(redis-server)
+	command -v redis-cli >/dev/null || need+=(redis-tools)
+	((${#need[@]} == 0)) && return
+	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+		echo "bench: installing ${need[*]} (Debian packages)" >&2
+		apt-get update -qq >/dev/null || die "apt-get update failed"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || die "apt-get install ${need[*]} failed"
+	else
+		die "${need[*]} required: install the Debian packages (apt-get install ${need[*]}) and run again"
 	fi
 }
 
@@ -134,6 +145,39 @@ wait_ready() {
 	exit 1
 }
 
+# rcli ARGS...: redis-cli against the benchmark's own redis-server, one
+# reply element a line without quotes or numbering.
+rcli() {
+	redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --raw "$@"
+}
+
+# wait_redis PID: waits up to 10 s for the benchmark's redis-server to PONG.
+wait_redis() {
+	local pid=$1 i
+	for ((i = 0; i < 100; i++)); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			echo "bench: redis-server exited during start-up; last lines of $OUT/redis.log:" >&2
+			tail -n 20 "$OUT/redis.log" >&2 || true
+			exit 1
+		fi
+		if [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "bench: redis-server did not answer PING on port $REDIS_PORT within 10 s; last lines of $OUT/redis.log:" >&2
+	tail -n 20 "$OUT/redis.log" >&2 || true
+	exit 1
+}
+
+# redis_commands: commands redis-server has run so far, from INFO stats.
+redis_commands() {
+	local n
+	n=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" info stats | tr -d '\r' | awk -F: '$1 == "total_commands_processed" { print $2 }')
+	[[ $n =~ ^[0-9]+$ ]] || die "redis-server's INFO stats has no total_commands_processed (got \"$n\")"
+	echo "$n"
+}
+
 # --- measurements ----------------------------------------------------------
 
 # cpu_ticks PID: user+system clock ticks used so far. The command name in
@@ -162,18 +206,28 @@ run_wrk() {
 	fi
 }
 
-# measure NAME PID URL ROUND: sets M_rps M_p50 M_p99 M_rss M_cpu.
+# measure NAME PID URL ROUND: sets M_rps M_p50 M_p99 M_rss M_cpu, and
+# M_rcmd M_rcpu (commands redis-server ran, and its CPU-seconds, during the
+# measured run) for every proxy, so a gateway that did reach Redis per
+# request shows up as such.
 measure() {
 	local name=$1 pid=$2 url=$3 round=$4
 	local out="$OUT/wrk-$name-$round.txt" before after line
-	local requests duration p50 p99 errors bad
+	local requests duration p50 p99 errors bad rcmd0 rcmd1 rcpu0 rcpu1
 	if [[ $WARMUP != 0 && $WARMUP != 0[smh] ]]; then
 		run_wrk "$name" "$url" "$WARMUP" "$OUT/wrk-$name-$round-warmup.txt"
 	fi
+	rcmd0=$(redis_commands)
+	rcpu0=$(cpu_ticks "$REDIS_PID")
 	before=$(cpu_ticks "$pid")
 	run_wrk "$name" "$url" "$DURATION" "$out"
 	after=$(cpu_ticks "$pid")
+	rcpu1=$(cpu_ticks "$REDIS_PID")
+	rcmd1=$(redis_commands)
 	M_rss=$(peak_rss_kib "$pid")
+	# The second INFO itself is one of the commands counted.
+	M_rcmd=$((rcmd1 - rcmd0 - 1))
+	M_rcpu=$(awk -v t0="$rcpu0" -v t1="$rcpu1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (t1 - t0) / hz }')
 
 	line=$(grep '^BENCH ' "$out" || true)
 	[[ -n $line ]] || die "no result line in $out (did the wrk Lua done hook run?)"
@@ -195,14 +249,24 @@ measure() {
 	echo "bench: round $round $name: $requests requests, $M_rps req/s" >&2
 }
 
+# The proxies measured, in table order, and their column headings.
+PROXIES=(plain stepgate stepgate-redis)
+declare -A HEADING=(
+	[plain]="plain proxy"
+	[stepgate]="stepgate mem"
+	[stepgate-redis]="stepgate redis"
+)
+
 declare -A RESULT # RESULT[name,metric,round]
-METRICS=(rps p50 p99 rss cpu)
+METRICS=(rps p50 p99 rss cpu rcmd rcpu)
 declare -A LABEL=(
 	[rps]="requests/s"
 	[p50]="p50 latency (ms)"
 	[p99]="p99 latency (ms)"
 	[rss]="peak RSS (MiB)"
 	[cpu]="CPU-s per 100k req"
+	[rcmd]="redis commands (run)"
+	[rcpu]="redis-server CPU-s"
 )
 
 record() {
@@ -212,6 +276,8 @@ record() {
 	RESULT[$name,p99,$round]=$M_p99
 	RESULT[$name,rss,$round]=$M_rss
 	RESULT[$name,cpu,$round]=$M_cpu
+	RESULT[$name,rcmd,$round]=$M_rcmd
+	RESULT[$name,rcpu,$round]=$M_rcpu
 }
 
 # value NAME METRIC: the metric of one round, or the median over all rounds
@@ -224,19 +290,53 @@ value() {
 	fi
 	for ((r = 1; r <= ROUNDS; r++)); do
 		echo "${RESULT[$name,$metric,$r]}"
-	done | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+	done | median
 }
 
+# ratio A B: A/B as "1.06x", or "n/a" when B is not positive.
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'
+}
+
+# round_ratios NAME: NAME's CPU per request over the plain proxy's, one
+# line per round. A round measures them within a minute of each other, so
+# their ratio varies less than the ratio of medians taken across rounds.
+round_ratios() {
+	local name=$1 r
+	for ((r = 1; r <= ROUNDS; r++)); do
+		awk -v a="${RESULT[$name,cpu,$r]}" -v b="${RESULT[plain,cpu,$r]}" 'BEGIN { printf "%.3f\n", a / b }'
+	done
+}
+
+# median: the median of the numbers on stdin, one a line.
+median() {
+	sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.10g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# print_table TITLE ROUND: one row per metric, one column per proxy, each
+# stepgate followed by its ratio to the plain proxy. The redis rows count
+# what redis-server did while that proxy was measured; they have no ratio.
 print_table() {
-	local title=$1 round=$2 m plain gate
+	local title=$1 round=$2 m name plain v row
 	echo
 	echo "$title"
-	printf '%-22s %14s %14s %10s\n' "metric" "plain proxy" "stepgate" "ratio"
+	row=$(printf '%-22s %14s' "metric" "${HEADING[plain]}")
+	for name in "${PROXIES[@]:1}"; do
+		row+=$(printf ' %14s %8s' "${HEADING[$name]}" "ratio")
+	done
+	echo "$row"
 	for m in "${METRICS[@]}"; do
 		plain=$(value plain "$m" "$round")
-		gate=$(value stepgate "$m" "$round")
-		printf '%-22s %14s %14s %10s\n' "${LABEL[$m]}" "$plain" "$gate" \
-			"$(awk -v a="$gate" -v b="$plain" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }')"
+		row=$(printf '%-22s %14s' "${LABEL[$m]}" "$plain")
+		for name in "${PROXIES[@]:1}"; do
+			v=$(value "$name" "$m" "$round")
+			if [[ $m == rcmd || $m == rcpu ]]; then
+				row+=$(printf ' %14s %8s' "$v" "")
+			else
+				row+=$(printf ' %14s %8s' "$v" "$(ratio "$v" "$plain")")
+			fi
+		done
+		echo "${row%"${row##*[! ]}"}"
 	done
 }
 
@@ -253,9 +353,12 @@ PLAIN_PORT=$((PORT_BASE + 1))
 IDP_PORT=$((PORT_BASE + 2))
 GATE_PORT=$((PORT_BASE + 3))
 ADMIN_PORT=$((PORT_BASE + 4))
-for p in "$UP_PORT" "$PLAIN_PORT" "$IDP_PORT" "$GATE_PORT" "$ADMIN_PORT"; do
+RGATE_PORT=$((PORT_BASE + 5))
+RADMIN_PORT=$((PORT_BASE + 6))
+REDIS_PORT=$((PORT_BASE + 7))
+for p in "$UP_PORT" "$PLAIN_PORT" "$IDP_PORT" "$GATE_PORT" "$ADMIN_PORT" "$RGATE_PORT" "$RADMIN_PORT" "$REDIS_PORT"; do
 	if port_busy "$p"; then
-		die "port $p on 127.0.0.1 is busy (ports $PORT_BASE-$ADMIN_PORT are needed); stop what listens there or set BENCH_PORT_BASE"
+		die "port $p on 127.0.0.1 is busy (ports $PORT_BASE-$REDIS_PORT are needed); stop what listens there or set BENCH_PORT_BASE"
 	fi
 done
 UP_URL="http://127.0.0.1:$UP_PORT"
@@ -263,17 +366,28 @@ PLAIN_URL="http://127.0.0.1:$PLAIN_PORT"
 ISSUER="http://127.0.0.1:$IDP_PORT"
 GATE_URL="http://127.0.0.1:$GATE_PORT"
 ADMIN_URL="http://127.0.0.1:$ADMIN_PORT"
+RGATE_URL="http://127.0.0.1:$RGATE_PORT"
+RADMIN_URL="http://127.0.0.1:$RADMIN_PORT"
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+# stepgate's default key prefix; its followers subscribe to this channel.
+REDIS_CHANNEL="stepgate:revocations"
 
 echo "bench: building stepgate and loadtool" >&2
 (cd "$ROOT" && CGO_ENABLED=0 go build -tags nodemo -o "$WORK/stepgate" . && CGO_ENABLED=0 go build -o "$WORK/loadtool" ./bench/loadtool) ||
 	die "build failed"
 
-cat >"$WORK/routes.yaml" <<EOF
+# write_routes FILE LISTEN_PORT ADMIN_PORT PUBLIC_URL STORE_LINE: one
+# gateway's configuration. Both gateways share the issuer, client_id and
+# session secret, so the one minted cookie opens in either; STORE_LINE is
+# empty (memory) or a session.store line.
+write_routes() {
+	local file=$1 listen=$2 admin=$3 public=$4 store_line=$5
+	cat >"$file" <<YAML
 # Generated by bench/run.sh.
-listen: "127.0.0.1:$GATE_PORT"
-admin_listen: "127.0.0.1:$ADMIN_PORT"
+listen: "127.0.0.1:$listen"
+admin_listen: "127.0.0.1:$admin"
 upstream: "$UP_URL"
-public_url: "$GATE_URL"
+public_url: "$public"
 insecure_allow_http: true
 oidc:
   issuer: "$ISSUER"
@@ -282,6 +396,7 @@ oidc:
 session:
   secrets: ["$SESSION_SECRET"]
   lifetime: 1h
+$store_line
 levels:
   mfa:
     acr_values: ["$PAPE_MFA"]
@@ -307,13 +422,16 @@ routes:
     path: /api/transfers/**
     require: mfa
 default: authenticated
-EOF
-"$WORK/stepgate" check -config "$WORK/routes.yaml" >"$OUT/check.log" 2>&1 || {
-	cat "$OUT/check.log" >&2
-	die "stepgate check rejected the generated configuration"
+YAML
+	"$WORK/stepgate" check -config "$file" >"$OUT/check.log" 2>&1 || {
+		cat "$OUT/check.log" >&2
+		die "stepgate check rejected the generated configuration $file"
+	}
 }
+write_routes "$WORK/routes.yaml" "$GATE_PORT" "$ADMIN_PORT" "$GATE_URL" ""
+write_routes "$WORK/routes-redis.yaml" "$RGATE_PORT" "$RADMIN_PORT" "$RGATE_URL" "  store: \"$REDIS_URL\""
 
-cat >"$WORK/report.lua" <<'EOF'
+cat >"$WORK/report.lua" <<'LUA'
 -- Counts every response that is not the upstream's own "200 ok" (wrk itself
 -- counts only statuses >= 400 as errors, so a 302 to the IdP would pass),
 -- and prints one machine-readable line after wrk's report.
@@ -330,7 +448,15 @@ done = function(summary, latency, requests)
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
     e.connect + e.read + e.write + e.status + e.timeout, n))
 end
-EOF
+LUA
+
+# A throw-away Redis: no snapshots, no append-only file, loopback only, its
+# working directory inside $WORK so nothing is left behind.
+mkdir -p "$WORK/redis"
+start redis "$(command -v redis-server || echo /usr/bin/redis-server)" --port "$REDIS_PORT" --bind 127.0.0.1 \
+	--save "" --appendonly no --dir "$WORK/redis"
+REDIS_PID=$STARTED
+wait_redis "$REDIS_PID"
 
 start upstream "$WORK/loadtool" upstream -addr "127.0.0.1:$UP_PORT"
 UP_PID=$STARTED
@@ -347,6 +473,14 @@ wait_ready plain "$PLAIN_PID" "$PLAIN_URL/"
 start stepgate "$WORK/stepgate" serve -config "$WORK/routes.yaml"
 GATE_PID=$STARTED
 wait_ready stepgate "$GATE_PID" "$ADMIN_URL/readyz"
+
+# readyz waits for the follower's first full sync with Redis.
+start stepgate-redis "$WORK/stepgate" serve -config "$WORK/routes-redis.yaml"
+RGATE_PID=$STARTED
+wait_ready stepgate-redis "$RGATE_PID" "$RADMIN_URL/readyz"
+
+declare -A PID_OF=([plain]=$PLAIN_PID [stepgate]=$GATE_PID [stepgate-redis]=$RGATE_PID)
+declare -A URL_OF=([plain]=$PLAIN_URL [stepgate]=$GATE_URL [stepgate-redis]=$RGATE_URL)
 
 COOKIE=$("$WORK/loadtool" cookie -secret "$SESSION_SECRET" -lifetime 1h -issuer "$ISSUER" -client-id stepgate) ||
 	die "could not mint a session cookie"
@@ -367,45 +501,71 @@ expect() {
 	fi
 }
 expect "plain proxy" 200 ok "$PLAIN_URL$TARGET_PATH" -H "Cookie: $COOKIE" -H "Accept: application/json"
-expect "stepgate with session" 200 ok "$GATE_URL$TARGET_PATH" -H "Cookie: $COOKIE" -H "Accept: application/json"
-expect "stepgate without session (API)" "401|302" "" "$GATE_URL$TARGET_PATH" -H "Accept: application/json"
-expect "stepgate without session (browser)" "401|302" "" "$GATE_URL$TARGET_PATH" -H "Accept: text/html"
 # One character changed in the middle of the sealed value: the MAC must fail.
 mid=$((${#COOKIE} / 2))
 swap=A
 [[ ${COOKIE:mid:1} == A ]] && swap=B
-expect "stepgate with a tampered cookie" "401|302" "" "$GATE_URL$TARGET_PATH" -H "Cookie: ${COOKIE:0:mid}$swap${COOKIE:mid+1}" -H "Accept: application/json"
-echo "bench: pre-check passed: the cookie reaches the upstream through stepgate; requests without it do not" >&2
+TAMPERED="${COOKIE:0:mid}$swap${COOKIE:mid+1}"
+for name in stepgate stepgate-redis; do
+	url=${URL_OF[$name]}$TARGET_PATH
+	expect "$name with session" 200 ok "$url" -H "Cookie: $COOKIE" -H "Accept: application/json"
+	expect "$name without session (API)" "401|302" "" "$url" -H "Accept: application/json"
+	expect "$name without session (browser)" "401|302" "" "$url" -H "Accept: text/html"
+	expect "$name with a tampered cookie" "401|302" "" "$url" -H "Cookie: $TAMPERED" -H "Accept: application/json"
+done
+
+# The Redis gateway must really be on this redis-server: its follower holds
+# a subscription to the revocation channel there, under the client name
+# stepgate gives its connections. Without it the "redis" figures would be a
+# second memory run.
+channels=$(rcli pubsub channels) || die "pre-check: redis-cli PUBSUB CHANNELS failed"
+grep -qxF "$REDIS_CHANNEL" <<<"$channels" ||
+	die "pre-check: redis-server on port $REDIS_PORT has no subscriber on $REDIS_CHANNEL (PUBSUB CHANNELS: ${channels:-none}); stepgate-redis is not following it, see $OUT/stepgate-redis.log"
+subs=$(rcli pubsub numsub "$REDIS_CHANNEL" | tail -n 1)
+[[ $subs == 1 ]] ||
+	die "pre-check: want exactly one subscriber (stepgate-redis) on $REDIS_CHANNEL; PUBSUB NUMSUB says ${subs:-nothing}"
+rcli client list | grep -q ' name=stepgate ' ||
+	die "pre-check: no redis-server client is named stepgate; see $OUT/stepgate-redis.log"
+echo "bench: pre-check passed: the cookie reaches the upstream through both gateways; requests without it do not; stepgate-redis follows $REDIS_CHANNEL on redis-server :$REDIS_PORT" >&2
 
 # --- runs --------------------------------------------------------------------
 
+# Each round measures every proxy once; the order rotates by one each round,
+# so no proxy always runs first (on a machine still warming up) or right
+# after the same neighbour.
+declare -A ORDER # ORDER[round]: the proxies in the order measured
+n=${#PROXIES[@]}
 for ((round = 1; round <= ROUNDS; round++)); do
-	if ((round % 2)); then
-		order=(plain stepgate)
-	else
-		order=(stepgate plain)
-	fi
-	for name in "${order[@]}"; do
-		if [[ $name == plain ]]; then
-			measure plain "$PLAIN_PID" "$PLAIN_URL$TARGET_PATH" "$round"
-		else
-			measure stepgate "$GATE_PID" "$GATE_URL$TARGET_PATH" "$round"
-		fi
+	for ((i = 0; i < n; i++)); do
+		name=${PROXIES[(i + round - 1) % n]}
+		ORDER[$round]+="${ORDER[$round]:+, }$name"
+		measure "$name" "${PID_OF[$name]}" "${URL_OF[$name]}$TARGET_PATH" "$round"
 		record "$name" "$round"
 	done
 done
 
+# The claim the Redis run checks: an authenticated mfa request through a
+# Redis-backed gateway costs at most this much CPU of the plain proxy's.
+CPU_BUDGET=1.15
 {
 	echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr)"
-	echo "toolchain: $(go version | awk '{ print $3 }'); $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }' || true)"
+	echo "toolchain: $(go version | awk '{ print $3 }'); $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }' || true); $(redis-server --version | awk '{ print $1, $2, $3 }')"
 	echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP) GET $TARGET_PATH with a multi-factor session cookie; $ROUNDS round(s)"
 	echo "note: wrk, the upstream and the proxy share the CPUs; CPU-s per 100k requests is the stable comparison"
+	echo "note: stepgate mem keeps shared state in memory, stepgate redis in $REDIS_URL; redis rows count what redis-server did during each measured run"
 	for ((round = 1; round <= ROUNDS; round++)); do
-		print_table "round $round (stepgate/plain ratio)" "$round"
+		print_table "round $round (ratio to the plain proxy; measured ${ORDER[$round]})" "$round"
 	done
 	if ((ROUNDS > 1)); then
-		print_table "median of $ROUNDS rounds (stepgate/plain ratio)" median
+		print_table "median of $ROUNDS rounds (ratio to the plain proxy)" median
 	fi
+	echo
+	for name in stepgate stepgate-redis; do
+		ratios=$(round_ratios "$name")
+		r=$(median <<<"$ratios")
+		verdict=$(awk -v r="$r" -v max="$CPU_BUDGET" 'BEGIN { print (r <= max) ? "within" : "OVER" }')
+		echo "CPU per request, ${HEADING[$name]} / plain proxy: median ${r}x of the rounds' $(paste -sd' ' <<<"$ratios" | sed 's/ /x, /g')x; $verdict the ${CPU_BUDGET}x budget"
+	done
 } | tee "$OUT/results.txt"
 echo >&2
 echo "bench: logs and wrk output in $OUT" >&2
