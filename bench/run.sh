@@ -369,8 +369,10 @@ ADMIN_URL="http://127.0.0.1:$ADMIN_PORT"
 RGATE_URL="http://127.0.0.1:$RGATE_PORT"
 RADMIN_URL="http://127.0.0.1:$RADMIN_PORT"
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
-# stepgate's default key prefix; its followers subscribe to this channel.
-REDIS_CHANNEL="stepgate:revocations"
+# stepgate namespaces a deployment's keys by issuer and client_id
+# ("stepgate:<hash>:"); its follower subscribes to that prefix's channel,
+# found below.
+REDIS_CHANNEL=""
 
 echo "bench: building stepgate and loadtool" >&2
 (cd "$ROOT" && CGO_ENABLED=0 go build -tags nodemo -o "$WORK/stepgate" . && CGO_ENABLED=0 go build -o "$WORK/loadtool" ./bench/loadtool) ||
@@ -518,8 +520,9 @@ done
 # a subscription to the revocation channel there, under the client name
 # stepgate gives its connections. Without it the "redis" figures would be a
 # second memory run.
-channels=$(rcli pubsub channels) || die "pre-check: redis-cli PUBSUB CHANNELS failed"
-grep -qxF "$REDIS_CHANNEL" <<<"$channels" ||
+channels=$(rcli pubsub channels 'stepgate:*revocations') || die "pre-check: redis-cli PUBSUB CHANNELS failed"
+REDIS_CHANNEL=$(head -n 1 <<<"$channels")
+[[ $REDIS_CHANNEL == stepgate:*:revocations ]] ||
 	die "pre-check: redis-server on port $REDIS_PORT has no subscriber on $REDIS_CHANNEL (PUBSUB CHANNELS: ${channels:-none}); stepgate-redis is not following it, see $OUT/stepgate-redis.log"
 subs=$(rcli pubsub numsub "$REDIS_CHANNEL" | tail -n 1)
 [[ $subs == 1 ]] ||
