@@ -21,6 +21,12 @@
 // the end-session endpoint, by SignOut, or when another user signs in in
 // the same browser) devidp sends OpenID Connect Back-Channel Logout tokens
 // to the clients that had it; LogoutDeliveries reports them.
+//
+// With Config.PAR it accepts Pushed Authorization Requests (RFC 9126). Rich
+// Authorization Requests' authorization_details (RFC 9396), pushed or in
+// the URL, are shown to the user on the login pages (a payment as "Send
+// <amount> <currency> to <iban>"), always need the one-time code, and come
+// back in the token response.
 package devidp
 
 import (
@@ -37,6 +43,7 @@ import (
 	"time"
 
 	"github.com/pquerna/otp/totp"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 )
 
@@ -57,6 +64,14 @@ type Config struct {
 	// ShowCodes prints the current one-time code on the code page, so a
 	// demo needs no phone. Never set it where the second factor matters.
 	ShowCodes bool
+	// PAR serves a pushed authorization request endpoint (RFC 9126) at
+	// /par and advertises it in discovery. Off by default, so that the
+	// authorization URL of a relying party in "auto" mode stays readable.
+	PAR bool
+	// RequirePAR is PAR, and also advertises
+	// require_pushed_authorization_requests and refuses authorization
+	// requests that were not pushed.
+	RequirePAR bool
 }
 
 // Client is a confidential OAuth client. It authenticates at the token
@@ -92,6 +107,9 @@ type Provider struct {
 	backchannel *backchannel
 	secure      bool // https issuer: the SSO cookie gets Secure
 	showCodes   bool
+	par         bool // serve /par and resolve request_uri
+	requirePAR  bool // refuse authorization requests that were not pushed
+	pushed      *pushedStore
 
 	mu       sync.Mutex
 	script   func(Request) Login
@@ -124,6 +142,7 @@ func New(cfg Config) (*Provider, error) {
 	p := &Provider{
 		issuer: cfg.Issuer, users: users, sso: newSSOStore(), backchannel: newBackchannel(),
 		secure: u.Scheme == "https", showCodes: cfg.ShowCodes,
+		par: cfg.PAR || cfg.RequirePAR, requirePAR: cfg.RequirePAR, pushed: newPushedStore(),
 	}
 	p.store = newStorage(cfg.Issuer, cfg.Clients, &signingKey{id: randomID(), key: rsaKey})
 
@@ -149,14 +168,21 @@ func New(cfg Config) (*Provider, error) {
 
 	authorizePath := p.op.AuthorizationEndpoint().Relative()
 	endSessionPath := p.op.EndSessionEndpoint().Relative()
+	tokenPath := p.op.TokenEndpoint().Relative()
 	p.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case loginPath:
+		switch path := r.URL.Path; {
+		case path == loginPath:
 			p.serveLogin(w, r)
-		case endSessionPath:
+		case path == endSessionPath:
 			p.serveEndSession(w, r)
-		case authorizePath:
-			p.op.ServeHTTP(w, p.recordAuthorize(r))
+		case path == authorizePath:
+			p.serveAuthorize(w, r)
+		case path == tokenPath:
+			p.serveToken(w, r)
+		case path == parPath && p.par:
+			p.servePAR(w, r)
+		case path == oidc.DiscoveryEndpoint && p.par:
+			p.serveDiscovery(w, r)
 		default:
 			p.op.ServeHTTP(w, r)
 		}
@@ -167,8 +193,8 @@ func New(cfg Config) (*Provider, error) {
 }
 
 // Handler serves discovery (/.well-known/openid-configuration), /authorize,
-// /authorize/callback, /oauth/token, /keys, /userinfo, /login and op's other
-// endpoints.
+// /authorize/callback, /oauth/token, /keys, /userinfo, /login, /par (with
+// Config.PAR) and op's other endpoints.
 func (p *Provider) Handler() http.Handler { return p.handler }
 
 // Issuer returns the issuer URL, exactly as configured.
@@ -183,7 +209,9 @@ func (p *Provider) SetScript(f func(Request) Login) {
 }
 
 // Requests returns every authorization request seen, in order, with the
-// parameters as sent, including requests that op then refused.
+// parameters as sent (for a pushed request, the pushed ones), including
+// requests that op then refused. A request_uri that was refused never
+// reaches op and is not listed.
 func (p *Provider) Requests() []Request {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -14,15 +14,15 @@ import (
 
 // plan decides, when the page is first shown for ar, which factors the
 // login needs. A valid SSO session spares the password; multi-factor
-// acr_values, prompt=login or a session older than max_age ask for the
-// one-time code as well.
+// acr_values, prompt=login, a session older than max_age or a transaction
+// to approve (authorization_details) ask for the one-time code as well.
 func plan(ar *authRequest, sess *ssoSession, now time.Time) loginStep {
 	promptLogin := slices.Contains(ar.sent.Prompt, "login")
 	tooOld := sess != nil && ar.sent.MaxAge != nil && now.Sub(sess.lastAuth()) > *ar.sent.MaxAge
 	st := loginStep{
 		created: now,
 		needPwd: sess == nil || promptLogin || tooOld,
-		wantOTP: slices.Contains(ar.sent.ACRValues, ACRMultiFactor) || promptLogin || tooOld,
+		wantOTP: slices.Contains(ar.sent.ACRValues, ACRMultiFactor) || promptLogin || tooOld || ar.sent.AuthorizationDetails != "",
 	}
 	if !st.needPwd {
 		st.username = sess.username
@@ -52,7 +52,10 @@ func (p *Provider) serveForm(w http.ResponseWriter, r *http.Request, ar *authReq
 		st = p.sso.update(ar.id, func(s *loginStep) { s.needPwd, s.username = true, "" })
 	}
 	user, known := p.users[st.username]
-	silent := !st.needPwd && known && (!st.wantOTP || user.TOTPSecret == "" || otpFresh(sess, ar.sent.MaxAge, now))
+	// A transaction is approved with a code of its own (dynamic linking):
+	// an earlier code in the session does not spare it.
+	transaction := ar.sent.AuthorizationDetails != ""
+	silent := !st.needPwd && known && (!st.wantOTP || user.TOTPSecret == "" || (otpFresh(sess, ar.sent.MaxAge, now) && !transaction))
 	if silent {
 		p.sso.dropStep(ar.id)
 		l := Login{Subject: user.Subject, Email: user.Email, AMR: []string{"pwd"}, AuthTime: sess.lastAuth()}
@@ -74,7 +77,7 @@ func (p *Provider) serveForm(w http.ResponseWriter, r *http.Request, ar *authReq
 	step := r.PostFormValue("step")
 
 	if st.needPwd && st.username == "" {
-		page := loginPage{ID: ar.id, Step: "password", Username: ar.sent.LoginHint}
+		page := loginPage{ID: ar.id, Step: "password", Username: ar.sent.LoginHint, Details: describeDetails(ar.sent.AuthorizationDetails)}
 		if !post || (step != "" && step != "password") {
 			renderLogin(w, http.StatusOK, page)
 			return
@@ -100,7 +103,7 @@ func (p *Provider) serveForm(w http.ResponseWriter, r *http.Request, ar *authReq
 	}
 
 	// Password proven in this login, or spared by the SSO session: the code.
-	page := loginPage{ID: ar.id, Step: "code", Username: user.Username}
+	page := loginPage{ID: ar.id, Step: "code", Username: user.Username, Details: describeDetails(ar.sent.AuthorizationDetails)}
 	if p.showCodes {
 		page.DemoCode, _ = totp.GenerateCode(user.TOTPSecret, now) // the secret was checked in New
 	}
@@ -133,7 +136,8 @@ type loginPage struct {
 	Step     string // "password" or "code"
 	Username string
 	Error    string
-	DemoCode string // the current one-time code, shown only with Config.ShowCodes
+	DemoCode string       // the current one-time code, shown only with Config.ShowCodes
+	Details  []detailView // the transaction being approved, if any
 }
 
 const pageStyle = `<style>
@@ -145,6 +149,9 @@ label{display:block;margin:.6rem 0 .2rem}
 input{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box}
 button{margin-top:1rem;font-size:1rem;padding:.5rem 1.2rem;background:#1565c0;color:#fff;border:0;border-radius:4px}
 code{font-size:1.3rem;letter-spacing:.15rem}
+.tx{border:2px solid #1565c0;border-radius:6px;padding:.4rem .8rem;margin:1rem 0}
+.tx h2{font-size:1rem;margin:.3rem 0}
+.tx pre{white-space:pre-wrap;word-break:break-all;font-size:.85rem}
 </style>`
 
 var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
@@ -154,6 +161,7 @@ var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
 {{if eq .Step "code"}}
 <h1>Verify it's you</h1>
 <p>Signed in as <strong id="who">{{.Username}}</strong>. This needs a second factor: enter the 6-digit code from your authenticator app.</p>
+{{template "transaction" .}}
 {{if .Error}}<p class="err" role="alert" id="error">{{.Error}}</p>{{end}}
 <form method="post" action="` + loginPath + `">
 <input type="hidden" name="authRequestID" value="{{.ID}}">
@@ -165,6 +173,7 @@ var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
 {{if .DemoCode}}<p class="dev">Demo only, so no phone is needed: the current code is <code id="demo-code">{{.DemoCode}}</code></p>{{end}}
 {{else}}
 <h1>Sign in</h1>
+{{template "transaction" .}}
 {{if .Error}}<p class="err" role="alert" id="error">{{.Error}}</p>{{end}}
 <form method="post" action="` + loginPath + `">
 <input type="hidden" name="authRequestID" value="{{.ID}}">
@@ -177,6 +186,11 @@ var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
 </form>
 {{end}}
 </main></body></html>
+{{define "transaction"}}{{if .Details}}<section class="tx" id="transaction">
+<h2>You are approving</h2>
+<ul>{{range .Details}}<li>{{if .Payment}}<strong class="payment">{{.Payment}}</strong>{{else}}<pre>{{.JSON}}</pre>{{end}}</li>{{end}}</ul>
+<p>The code you enter approves exactly this and nothing else.</p>
+</section>{{end}}{{end}}
 `))
 
 type pageData struct{ Title, Message string }

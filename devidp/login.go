@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -29,6 +30,12 @@ type Request struct {
 	Claims      string         // the claims parameter, raw JSON
 	LoginHint   string
 	IDTokenHint string
+	// AuthorizationDetails is the authorization_details parameter (RFC
+	// 9396), raw JSON; "" when absent.
+	AuthorizationDetails string
+	// Pushed reports that the parameters came from a pushed authorization
+	// request (RFC 9126), named by the request_uri the browser brought.
+	Pushed bool
 }
 
 // Login is how a scripted login ends.
@@ -47,16 +54,42 @@ type Login struct {
 	// error=<Error> and the state, e.g. "unmet_authentication_requirements"
 	// or "access_denied".
 	Error string
+	// AuthorizationDetails, if set, is returned in the token response
+	// instead of the request's authorization_details: a provider that
+	// authorized another transaction than the one asked for, for tests. It
+	// must be JSON. "" returns what was asked for.
+	AuthorizationDetails string
+	// OmitAuthorizationDetails leaves authorization_details out of the
+	// token response, though the request had them.
+	OmitAuthorizationDetails bool
 }
 
 type requestKey struct{}
 
+// serveAuthorize is /authorize: a request naming a request_uri becomes
+// the pushed request, then op takes over.
+func (p *Provider) serveAuthorize(w http.ResponseWriter, r *http.Request) {
+	r, pushed, err := p.resolvePushed(r)
+	if err != nil {
+		// The request's redirect_uri is not to be trusted, so the error is
+		// the user's to see, not the client's (RFC 6749 §4.1.2.1).
+		w.Header().Set("Cache-Control", "no-store")
+		renderPage(w, http.StatusBadRequest, pageData{
+			Title:   "Sign-in request not valid",
+			Message: strings.TrimPrefix(err.Error(), "devidp: ") + ". Go back to the application and try again.",
+		})
+		return
+	}
+	p.op.ServeHTTP(w, p.recordAuthorize(r, pushed))
+}
+
 // recordAuthorize notes the request as sent and hands it to
 // storage.CreateAuthRequest through the context: op's parser drops the
-// claims parameter and rewrites max_age.
-func (p *Provider) recordAuthorize(r *http.Request) *http.Request {
+// claims and authorization_details parameters and rewrites max_age.
+func (p *Provider) recordAuthorize(r *http.Request, pushed bool) *http.Request {
 	_ = r.ParseForm() // on error op answers the same error itself
 	req := requestFromForm(r.Form)
+	req.Pushed = pushed
 	p.mu.Lock()
 	p.requests = append(p.requests, req)
 	p.mu.Unlock()
@@ -65,12 +98,13 @@ func (p *Provider) recordAuthorize(r *http.Request) *http.Request {
 
 func requestFromForm(f url.Values) Request {
 	req := Request{
-		ClientID:    f.Get("client_id"),
-		ACRValues:   fields(f.Get("acr_values")),
-		Prompt:      fields(f.Get("prompt")),
-		Claims:      f.Get("claims"),
-		LoginHint:   f.Get("login_hint"),
-		IDTokenHint: f.Get("id_token_hint"),
+		ClientID:             f.Get("client_id"),
+		ACRValues:            fields(f.Get("acr_values")),
+		Prompt:               fields(f.Get("prompt")),
+		Claims:               f.Get("claims"),
+		LoginHint:            f.Get("login_hint"),
+		IDTokenHint:          f.Get("id_token_hint"),
+		AuthorizationDetails: f.Get("authorization_details"),
 	}
 	if v := f.Get("max_age"); v != "" {
 		if n, err := strconv.ParseUint(v, 10, 32); err == nil {
@@ -153,6 +187,10 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar *authReques
 	if l.Subject == "" {
 		// Fail closed: a script bug must not turn into a token for nobody.
 		http.Error(w, "devidp: login has neither Subject nor Error", http.StatusInternalServerError)
+		return
+	}
+	if l.AuthorizationDetails != "" && !json.Valid([]byte(l.AuthorizationDetails)) {
+		http.Error(w, "devidp: login AuthorizationDetails is not JSON", http.StatusInternalServerError)
 		return
 	}
 	if l.HonourACRValues && len(ar.sent.ACRValues) > 0 {

@@ -109,6 +109,11 @@ func (s *storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, _ 
 		// recordAuthorize; fall back to what op parsed.
 		sent = requestFromOIDC(r)
 	}
+	if sent.AuthorizationDetails != "" {
+		if err := checkDetails(sent.AuthorizationDetails); err != nil {
+			return nil, err
+		}
+	}
 
 	now := time.Now()
 	s.mu.Lock()
@@ -172,6 +177,13 @@ func (s *storage) complete(id string, l Login, sid string) error {
 	ar.amr = slices.Clone(l.AMR)
 	ar.authTime = l.AuthTime
 	ar.sid = sid
+	ar.details = ar.sent.AuthorizationDetails
+	if l.AuthorizationDetails != "" {
+		ar.details = l.AuthorizationDetails
+	}
+	if l.OmitAuthorizationDetails {
+		ar.details = ""
+	}
 	return nil
 }
 
@@ -197,7 +209,7 @@ func (s *storage) SaveAuthCode(_ context.Context, id, code string) error {
 // AuthRequestByCode spends the code on first presentation, even if the token
 // request then fails (bad verifier or secret), so a code cannot be guessed
 // at. A second presentation revokes what the first one got (RFC 6749 §4.1.2).
-func (s *storage) AuthRequestByCode(_ context.Context, code string) (op.AuthRequest, error) {
+func (s *storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -222,6 +234,9 @@ func (s *storage) AuthRequestByCode(_ context.Context, code string) (op.AuthRequ
 	ar, ok := s.requests[e.requestID]
 	if !ok {
 		return nil, errors.New("devidp: auth request of code expired")
+	}
+	if g, ok := ctx.Value(grantKey{}).(*grant); ok {
+		g.details = ar.details // for the token response; see serveToken
 	}
 	return ar.copy(), nil
 }
@@ -377,6 +392,7 @@ type authRequest struct {
 	amr        []string
 	authTime   time.Time
 	sid        string // the SSO session's ID; "" when the store was full
+	details    string // authorization_details for the token response, raw JSON
 }
 
 // copy returns a snapshot; slices are never modified in place, so sharing

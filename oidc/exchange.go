@@ -27,6 +27,10 @@ type Expect struct {
 	Nonce, Verifier string
 	Level           *policy.Level // what was asked for; nil for a plain login
 	Session         *policy.Facts // the session a step-up started from; nil on a first login
+	// AuthorizationDetails, when not "", are the authorization_details
+	// sent (AuthRequest.AuthorizationDetails): the token response must
+	// carry them back, equal as JSON values.
+	AuthorizationDetails string
 }
 
 // StepUpError reports a verified ID token whose claims do not satisfy the
@@ -83,7 +87,9 @@ type idClaims struct {
 // auth_time (present when max_age was sent). For a step-up it requires the
 // session's iss+sub (else an error wrapping ErrSubjectMismatch), and for a
 // level that the returned claims satisfy it (else a *StepUpError). A sid
-// that is not a string of at most 255 bytes fails the exchange.
+// that is not a string of at most 255 bytes fails the exchange. When
+// authorization_details were sent, the token response must carry the same
+// (else an error wrapping ErrAuthorizationDetailsMismatch).
 func (c *Client) Exchange(ctx context.Context, code string, want Expect) (Result, error) {
 	// Without these the checks below would compare against nothing.
 	if want.Nonce == "" {
@@ -91,6 +97,13 @@ func (c *Client) Exchange(ctx context.Context, code string, want Expect) (Result
 	}
 	if want.Verifier == "" {
 		return Result{}, errors.New("oidc: exchange: PKCE verifier is empty")
+	}
+	var wantDetails any
+	if want.AuthorizationDetails != "" {
+		var err error
+		if wantDetails, err = parseDetails(want.AuthorizationDetails); err != nil {
+			return Result{}, fmt.Errorf("oidc: exchange: expected %w", err)
+		}
 	}
 
 	ctx = gooidc.ClientContext(ctx, c.httpClient)
@@ -137,6 +150,12 @@ func (c *Client) Exchange(ctx context.Context, code string, want Expect) (Result
 	if want.Level != nil {
 		if ok, reason := want.Level.Satisfied(&f, now); !ok {
 			return Result{}, &StepUpError{Level: want.Level.Name, Reason: reason}
+		}
+	}
+	if wantDetails != nil {
+		// A top-level member of the token response (RFC 9396 §7).
+		if err := matchDetails(wantDetails, tok.Extra("authorization_details")); err != nil {
+			return Result{}, err
 		}
 	}
 	return Result{Facts: f, SID: sid}, nil

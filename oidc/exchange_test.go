@@ -33,6 +33,8 @@ type flow struct {
 	session *policy.Facts
 	tok     oidctest.Token
 	opts    oidctest.Options
+	// details are the authorization_details sent, and expected back.
+	details string
 	// expect edits what the callback expects, after the request was sent.
 	expect func(e *oidc.Expect, srv *oidctest.Server)
 }
@@ -51,9 +53,15 @@ func (f flow) result(t *testing.T) (oidc.Result, error) {
 	srv := oidctest.NewServer(t, opts)
 	srv.SetToken(f.tok)
 	c := newClient(t, srv)
-	a := oidc.AuthRequest{State: rand.Text(), Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), Level: f.level}
-	code := srv.Login(t, c.AuthCodeURL(a))
-	want := oidc.Expect{Nonce: a.Nonce, Verifier: a.Verifier, Level: f.level, Session: f.session}
+	a := oidc.AuthRequest{State: rand.Text(), Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), Level: f.level,
+		AuthorizationDetails: f.details}
+	authURL, err := c.AuthorizeURL(t.Context(), a)
+	if err != nil {
+		t.Fatalf("AuthorizeURL: %v", err)
+	}
+	code := srv.Login(t, authURL)
+	want := oidc.Expect{Nonce: a.Nonce, Verifier: a.Verifier, Level: f.level, Session: f.session,
+		AuthorizationDetails: f.details}
 	if f.expect != nil {
 		f.expect(&want, srv)
 	}

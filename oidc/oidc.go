@@ -9,6 +9,12 @@
 // never the requested ones, must satisfy the level, and a step-up must come
 // back as the same iss+sub as the session it started from.
 //
+// AuthorizeURL pushes the request to the provider first when it offers
+// Pushed Authorization Requests (RFC 9126), so the browser only ever sees
+// client_id and request_uri; a request may carry Rich Authorization Request
+// authorization_details (RFC 9396), which Exchange then requires back,
+// unchanged, in the token response.
+//
 // VerifyLogoutToken checks OpenID Connect Back-Channel Logout tokens against
 // the same keys and algorithms as ID tokens.
 package oidc
@@ -38,7 +44,23 @@ type Config struct {
 	Scopes                         []string // "openid" first
 	HTTPClient                     *http.Client
 	Now                            func() time.Time // optional clock (tests)
+	// PAR says when authorization requests are pushed (RFC 9126): PARAuto
+	// ("" means it too), PARRequired or PAROff.
+	PAR string
 }
+
+// The values of Config.PAR.
+const (
+	// PARAuto pushes every request when discovery advertises a
+	// pushed_authorization_request_endpoint.
+	PARAuto = "auto"
+	// PARRequired pushes every request, and New fails if the provider
+	// advertises no endpoint.
+	PARRequired = "required"
+	// PAROff never pushes; New fails if the provider sets
+	// require_pushed_authorization_requests.
+	PAROff = "off"
+)
 
 // defaultHTTPTimeout bounds discovery, JWKS and token calls when the caller
 // gives no client: go-oidc fetches keys on a background context, so without
@@ -55,6 +77,7 @@ type Client struct {
 	httpClient *http.Client
 	now        func() time.Time
 	endSession *url.URL // nil when the provider advertises none
+	par        string   // pushed_authorization_request_endpoint; "" when not pushing
 }
 
 // asymmetricAlgs are the only ID token signing algorithms stepgate accepts.
@@ -119,6 +142,11 @@ func (cfg *Config) validate() error {
 	if len(cfg.Scopes) == 0 || cfg.Scopes[0] != "openid" {
 		return fmt.Errorf("oidc: config: scopes must start with \"openid\", got %q", cfg.Scopes)
 	}
+	switch cfg.PAR {
+	case "", PARAuto, PARRequired, PAROff:
+	default:
+		return fmt.Errorf("oidc: config: par: want %q, %q or %q, got %q", PARAuto, PARRequired, PAROff, cfg.PAR)
+	}
 	return nil
 }
 
@@ -131,6 +159,8 @@ type providerMeta struct {
 	Algs       []string `json:"id_token_signing_alg_values_supported"`
 	EndSession string   `json:"end_session_endpoint"`
 	AuthMeths  []string `json:"token_endpoint_auth_methods_supported"`
+	PAR        string   `json:"pushed_authorization_request_endpoint"`
+	RequirePAR bool     `json:"require_pushed_authorization_requests"`
 }
 
 func discover(ctx context.Context, cfg Config) (*Client, error) {
@@ -166,6 +196,10 @@ func discover(ctx context.Context, cfg Config) (*Client, error) {
 	if endpoint.AuthStyle, err = authStyle(m.AuthMeths, cfg.ClientSecret); err != nil {
 		return nil, fmt.Errorf("oidc: discovery at %q: %w", cfg.Issuer, err)
 	}
+	par, err := parEndpoint(cfg.PAR, cfg.Issuer, m)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: discovery at %q: %w", cfg.Issuer, err)
+	}
 	c := &Client{
 		oauth2: oauth2.Config{
 			ClientID:     cfg.ClientID,
@@ -183,6 +217,7 @@ func discover(ctx context.Context, cfg Config) (*Client, error) {
 		keys:       keys,
 		httpClient: hc,
 		now:        now,
+		par:        par,
 	}
 	for _, a := range algs {
 		c.algs = append(c.algs, jose.SignatureAlgorithm(a))
@@ -236,40 +271,70 @@ func authStyle(methods []string, secret string) (oauth2.AuthStyle, error) {
 
 // AuthRequest is one round trip to the provider. State, Nonce and Verifier
 // MUST be fresh random values for every request (the caller keeps them, with
-// Level, server-side until the callback).
+// Level and AuthorizationDetails, server-side until the callback).
 type AuthRequest struct {
 	State, Nonce, Verifier string
 	Level                  *policy.Level // nil for a plain login
 	LoginHint              string        // on step-up: the current user
+	// AuthorizationDetails is sent as authorization_details (RFC 9396): a
+	// JSON array of objects with a "type", the transaction the user is
+	// asked to approve. "" sends none.
+	AuthorizationDetails string
 }
 
 // AuthCodeURL returns the authorization endpoint URL for a: code flow with
 // PKCE S256 and a nonce, plus the level's acr_values, claims, max_age and
-// prompt (OIDC Core §3.1.2.1, §5.5). These are requests only; Exchange judges
-// what comes back.
+// prompt (OIDC Core §3.1.2.1, §5.5) and a's authorization_details. These are
+// requests only; Exchange judges what comes back. It never pushes the
+// request: use AuthorizeURL, which does when the provider offers it.
 func (c *Client) AuthCodeURL(a AuthRequest) string {
-	opts := []oauth2.AuthCodeOption{
-		oauth2.S256ChallengeOption(a.Verifier),
-		gooidc.Nonce(a.Nonce),
+	return withQuery(c.oauth2.Endpoint.AuthURL, c.authParams(a))
+}
+
+// authParams are the parameters of the authorization request for a, the
+// same whether they go in the URL or are pushed.
+func (c *Client) authParams(a AuthRequest) url.Values {
+	v := url.Values{
+		"response_type":         {"code"},
+		"client_id":             {c.oauth2.ClientID},
+		"redirect_uri":          {c.oauth2.RedirectURL},
+		"scope":                 {strings.Join(c.oauth2.Scopes, " ")},
+		"state":                 {a.State},
+		"nonce":                 {a.Nonce},
+		"code_challenge":        {oauth2.S256ChallengeFromVerifier(a.Verifier)},
+		"code_challenge_method": {"S256"},
 	}
 	if l := a.Level; l != nil {
 		if len(l.ACRValues) > 0 {
-			opts = append(opts, oauth2.SetAuthURLParam("acr_values", strings.Join(l.ACRValues, " ")))
+			v.Set("acr_values", strings.Join(l.ACRValues, " "))
 		}
 		if l.Claims != "" {
-			opts = append(opts, oauth2.SetAuthURLParam("claims", l.Claims))
+			v.Set("claims", l.Claims)
 		}
 		if l.MaxAge > 0 {
-			opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(int64(l.MaxAge/time.Second), 10)))
+			v.Set("max_age", strconv.FormatInt(int64(l.MaxAge/time.Second), 10))
 		}
 		if l.Prompt != "" {
-			opts = append(opts, oauth2.SetAuthURLParam("prompt", l.Prompt))
+			v.Set("prompt", l.Prompt)
 		}
 	}
 	if a.LoginHint != "" {
-		opts = append(opts, oauth2.SetAuthURLParam("login_hint", a.LoginHint))
+		v.Set("login_hint", a.LoginHint)
 	}
-	return c.oauth2.AuthCodeURL(a.State, opts...)
+	if a.AuthorizationDetails != "" {
+		v.Set("authorization_details", a.AuthorizationDetails)
+	}
+	return v
+}
+
+// withQuery appends v to endpoint, keeping any query the endpoint has of
+// its own (some providers select a tenant or policy that way).
+func withQuery(endpoint string, v url.Values) string {
+	sep := "?"
+	if strings.Contains(endpoint, "?") {
+		sep = "&"
+	}
+	return endpoint + sep + v.Encode()
 }
 
 // EndSessionURL returns the provider's RP-initiated logout URL, sending the

@@ -72,6 +72,14 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, level *polic
 		}
 		kind = "step_up"
 	}
+	// With PAR this is a call to the IdP. There is no fallback to an
+	// unpushed URL, whose parameters the user could edit.
+	u, err := c.AuthorizeURL(r.Context(), ar)
+	if err != nil {
+		h.log.Warn("cannot start login at the identity provider", "err", err)
+		fail(w, r, http.StatusServiceUnavailable, "unavailable", "Sign-in is briefly unavailable. Try again in a moment.")
+		return
+	}
 	if err := h.sessions.SavePending(w, r, p); err != nil {
 		h.internalError(w, r, "cannot save login state", err)
 		return
@@ -79,7 +87,7 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, level *polic
 	h.audit(kind+"_start", "level", name, "sub", p.Subject)
 	h.metrics.flow(kind, "start")
 	noStore(w)
-	http.Redirect(w, r, c.AuthCodeURL(ar), http.StatusFound)
+	http.Redirect(w, r, u, http.StatusFound)
 }
 
 // callback completes a round trip: the state must match a pending flow of

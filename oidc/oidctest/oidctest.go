@@ -6,6 +6,13 @@
 // issues. LogoutToken builds back-channel logout tokens the same way. It serves discovery, a JWKS, an authorization endpoint that
 // redirects straight back with a code (no user interaction), and a token
 // endpoint that checks client credentials, redirect_uri and PKCE S256.
+//
+// With Options.PAR it also serves a pushed authorization request endpoint
+// (RFC 9126) whose request_uri the authorization endpoint resolves, once,
+// in place of the parameters in the URL; Pushed and Authorized report what
+// was pushed and what each authorization actually used. authorization_details
+// (RFC 9396) are remembered with the code and echoed in the token response
+// unless Token.AuthorizationDetails says otherwise.
 package oidctest
 
 import (
@@ -39,6 +46,31 @@ type Options struct {
 	EndSession             bool     // advertise end_session_endpoint
 	FailDiscovery          int      // answer 503 to the first FailDiscovery discovery requests
 	Now                    func() time.Time
+
+	// PAR serves a pushed authorization request endpoint (RFC 9126) at
+	// /par and advertises it as pushed_authorization_request_endpoint.
+	PAR bool
+	// HidePAR, with PAR, serves /par but leaves it out of discovery.
+	HidePAR bool
+	// RequirePAR advertises require_pushed_authorization_requests and makes
+	// /authorize refuse requests without a pushed request_uri. Without PAR
+	// it is a provider that requires what it does not offer.
+	RequirePAR bool
+	// PARLifetime is the expires_in of pushed requests; default 60s.
+	PARLifetime time.Duration
+}
+
+// RequestURIPrefix starts every request_uri the PAR endpoint issues
+// (RFC 9126 §2.2).
+const RequestURIPrefix = "urn:ietf:params:oauth:request_uri:"
+
+// Pushed is one pushed authorization request as the PAR endpoint received
+// it: the form (with client_secret when sent that way) and how the client
+// authenticated, "client_secret_basic" or "client_secret_post".
+type Pushed struct {
+	Form       url.Values
+	AuthMethod string
+	RequestURI string // what the endpoint answered
 }
 
 // Token controls how the token endpoint builds its answers.
@@ -57,6 +89,11 @@ type Token struct {
 	Key *rsa.PrivateKey
 	// OmitIDToken leaves id_token out of the token response.
 	OmitIDToken bool
+	// AuthorizationDetails, if not nil, decides the authorization_details
+	// member of the token response (RFC 9396 §7): it gets the raw JSON the
+	// authorization request carried ("" for none) and returns the raw JSON
+	// to send, or "" to omit the member. nil echoes the request's.
+	AuthorizationDetails func(requested string) string
 }
 
 // Server is a running test provider. Its URL is the issuer.
@@ -73,12 +110,22 @@ type Server struct {
 	discoveryHits int
 	jwksHits      int
 	codes         map[string]authorization
+	pushedReqs    map[string]pushedRequest // by request_uri, until used or expired
+	pushed        []Pushed
+	authorized    []url.Values
 }
 
 // authorization is what the authorization endpoint remembers for a code.
 type authorization struct {
 	redirectURI, challenge, nonce string
 	acrValues                     []string
+	details                       string // authorization_details, raw JSON
+}
+
+// pushedRequest is a request_uri's parameters and when they expire.
+type pushedRequest struct {
+	params  url.Values
+	expires time.Time
 }
 
 // NewServer starts a provider that stops when the test ends.
@@ -102,6 +149,9 @@ func NewServer(t testing.TB, opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.PARLifetime == 0 {
+		opts.PARLifetime = 60 * time.Second
+	}
 	s := &Server{
 		ClientID:     opts.ClientID,
 		ClientSecret: opts.ClientSecret,
@@ -109,12 +159,16 @@ func NewServer(t testing.TB, opts Options) *Server {
 		KeyID:        "test-key-1",
 		opts:         opts,
 		codes:        map[string]authorization{},
+		pushedReqs:   map[string]pushedRequest{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.discovery)
 	mux.HandleFunc("GET /jwks", s.jwks)
 	mux.HandleFunc("GET /authorize", s.authorize)
 	mux.HandleFunc("POST /token", s.token)
+	if opts.PAR {
+		mux.HandleFunc("POST /par", s.par)
+	}
 	mux.HandleFunc("GET /logout", func(w http.ResponseWriter, r *http.Request) {})
 	ts := httptest.NewServer(mux) // listens on 127.0.0.1
 	t.Cleanup(ts.Close)
@@ -143,15 +197,42 @@ func (s *Server) SetToken(tok Token) {
 	s.next = tok
 }
 
+// Pushed returns every pushed authorization request accepted, in order.
+func (s *Server) Pushed() []Pushed {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.pushed)
+}
+
+// Authorized returns, in order, the parameters each successful
+// authorization used: the URL's, or for a request_uri the pushed ones.
+func (s *Server) Authorized() []url.Values {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.authorized)
+}
+
 // Login plays the browser: it follows authURL to the authorization endpoint
 // and returns the code from the redirect back to the relying party, after
-// checking that the state came back unchanged.
+// checking that the state came back unchanged when the URL carries one
+// (with PAR the state was pushed; use Redirect to see it).
 func (s *Server) Login(t testing.TB, authURL string) (code string) {
 	t.Helper()
 	u, err := url.Parse(authURL)
 	if err != nil {
 		t.Fatalf("oidctest: auth URL: %v", err)
 	}
+	q := s.Redirect(t, authURL).Query()
+	if want := u.Query().Get("state"); want != "" && q.Get("state") != want {
+		t.Fatalf("oidctest: state came back as %q; want %q", q.Get("state"), want)
+	}
+	return q.Get("code")
+}
+
+// Redirect follows authURL to the authorization endpoint and returns where
+// it redirects the browser back to. Anything but a 302 fails the test.
+func (s *Server) Redirect(t testing.TB, authURL string) *url.URL {
+	t.Helper()
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noFollow.Get(authURL)
 	if err != nil {
@@ -165,11 +246,7 @@ func (s *Server) Login(t testing.TB, authURL string) (code string) {
 	if err != nil {
 		t.Fatalf("oidctest: authorize redirect: %v", err)
 	}
-	q := back.Query()
-	if got, want := q.Get("state"), u.Query().Get("state"); got != want {
-		t.Fatalf("oidctest: state came back as %q; want %q", got, want)
-	}
-	return q.Get("code")
+	return back
 }
 
 func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
@@ -194,6 +271,12 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.opts.EndSession {
 		doc["end_session_endpoint"] = s.URL + "/logout"
+	}
+	if s.opts.PAR && !s.opts.HidePAR {
+		doc["pushed_authorization_request_endpoint"] = s.URL + "/par"
+	}
+	if s.opts.RequirePAR {
+		doc["require_pushed_authorization_requests"] = true
 	}
 	writeJSON(w, http.StatusOK, doc)
 }
@@ -222,6 +305,29 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if uri := q.Get("request_uri"); uri != "" {
+		// RFC 9126 §4: the pushed parameters replace the URL's, and a
+		// request_uri works once, before it expires, for its own client.
+		s.mu.Lock()
+		p, found := s.pushedReqs[uri]
+		delete(s.pushedReqs, uri)
+		s.mu.Unlock()
+		switch {
+		case !found || !s.opts.PAR:
+			http.Error(w, "invalid_request_uri: unknown or used request_uri", http.StatusBadRequest)
+			return
+		case s.opts.Now().After(p.expires):
+			http.Error(w, "invalid_request_uri: request_uri expired", http.StatusBadRequest)
+			return
+		case q.Get("client_id") != p.params.Get("client_id"):
+			http.Error(w, "invalid_request: client_id differs from the pushed request's", http.StatusBadRequest)
+			return
+		}
+		q = p.params
+	} else if s.opts.RequirePAR {
+		http.Error(w, "invalid_request: pushed authorization requests are required", http.StatusBadRequest)
+		return
+	}
 	switch {
 	case q.Get("client_id") != s.ClientID:
 		http.Error(w, "unknown client_id", http.StatusBadRequest)
@@ -245,7 +351,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		challenge:   q.Get("code_challenge"),
 		nonce:       q.Get("nonce"),
 		acrValues:   strings.Fields(q.Get("acr_values")),
+		details:     q.Get("authorization_details"),
 	}
+	s.authorized = append(s.authorized, q)
 	s.mu.Unlock()
 	bq := back.Query()
 	bq.Set("code", code)
@@ -255,14 +363,46 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, back.String(), http.StatusFound)
 }
 
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+// par is the pushed authorization request endpoint (RFC 9126 §2): the
+// client authenticates as at the token endpoint and gets a request_uri for
+// the parameters it posted.
+func (s *Server) par(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		oauthError(w, "invalid_request", "bad form")
 		return
 	}
-	// Accept only the client authentication methods advertised.
+	method, ok := s.authenticateClient(w, r)
+	if !ok {
+		return
+	}
+	switch f := r.PostForm; {
+	case f.Has("request_uri"):
+		oauthError(w, "invalid_request", "request_uri must not be pushed") // RFC 9126 §2.1
+		return
+	case f.Get("client_id") != s.ClientID:
+		oauthError(w, "invalid_request", "client_id must name the authenticated client")
+		return
+	}
+	params := url.Values{}
+	for k, v := range r.PostForm {
+		if k != "client_secret" {
+			params[k] = slices.Clone(v)
+		}
+	}
+	uri := RequestURIPrefix + rand.Text()
+	s.mu.Lock()
+	s.pushedReqs[uri] = pushedRequest{params: params, expires: s.opts.Now().Add(s.opts.PARLifetime)}
+	s.pushed = append(s.pushed, Pushed{Form: r.PostForm, AuthMethod: method, RequestURI: uri})
+	s.mu.Unlock()
+	writeJSON(w, http.StatusCreated, map[string]any{"request_uri": uri, "expires_in": int(s.opts.PARLifetime / time.Second)})
+}
+
+// authenticateClient checks the client's credentials, accepting only the
+// methods advertised, and returns the method used. On failure it has
+// answered 401 invalid_client.
+func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request) (method string, ok bool) {
 	id, secret, basic := r.BasicAuth()
-	method := "client_secret_basic"
+	method = "client_secret_basic"
 	if basic {
 		id, _ = url.QueryUnescape(id)
 		secret, _ = url.QueryUnescape(secret)
@@ -273,6 +413,17 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if id != s.ClientID || secret != s.ClientSecret || !slices.Contains(s.opts.AuthMethods, method) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
+		return "", false
+	}
+	return method, true
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, "invalid_request", "bad form")
+		return
+	}
+	if _, ok := s.authenticateClient(w, r); !ok {
 		return
 	}
 	if r.PostForm.Get("grant_type") != "authorization_code" {
@@ -303,6 +454,17 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		resp["id_token"] = idt
+	}
+	details := a.details
+	if tok.AuthorizationDetails != nil {
+		details = tok.AuthorizationDetails(a.details)
+	}
+	if details != "" {
+		if !json.Valid([]byte(details)) {
+			oauthError(w, "server_error", "oidctest: Token.AuthorizationDetails returned invalid JSON")
+			return
+		}
+		resp["authorization_details"] = json.RawMessage(details)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
