@@ -158,6 +158,7 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 			ClientSecret: cfg.OIDC.ClientSecret,
 			RedirectURL:  cfg.PublicURL.String() + "/.stepgate/callback",
 			Scopes:       cfg.OIDC.Scopes,
+			PAR:          cfg.OIDC.PAR,
 		},
 		log:    opt.Logger,
 		opt:    opt,

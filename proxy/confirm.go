@@ -14,6 +14,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -106,6 +107,13 @@ func (h *Handler) holdRequest(w http.ResponseWriter, r *http.Request, t target, 
 		ev.action, ev.reason = "reject", "confirm route: ambiguous body"
 		fail(w, r, http.StatusBadRequest, "bad_request", "The request has a field more than once.")
 		return
+	}
+	if t := c.AuthorizationDetails; t != "" {
+		if _, err := fillDetails(t, fieldValues(r.Header.Get("Content-Type"), body)); err != nil {
+			ev.action, ev.reason = "reject", "confirm route: "+err.Error()
+			fail(w, r, http.StatusBadRequest, "bad_request", "The request lacks a field the transaction needs.")
+			return
+		}
 	}
 	id, secret := randomID(), randomID()
 	sum := sha256.Sum256([]byte(secret))
@@ -542,4 +550,74 @@ func (h *Handler) consumeOnce(r *http.Request, l *policy.Level, st *session.Stat
 			Reason: "level " + strconv.Quote(l.Name) + " admits one request per step-up, and this one's was used"}, true
 	}
 	return d, true
+}
+
+// detailsFor is the authorization_details (RFC 9396) a step-up returning
+// to rd should carry: rd's held transaction's confirm template, filled from
+// its fields, when rd is a confirm page this browser's user owns and the
+// route has a template; else "". The provider can then show and sign the
+// transaction itself (dynamic linking), and the callback insists that the
+// token response carries exactly these details.
+func (h *Handler) detailsFor(r *http.Request, rd string, f *policy.Facts) string {
+	id, ok := strings.CutPrefix(rd, confirmPath+"?id=")
+	if !ok || f == nil {
+		return ""
+	}
+	st := &session.State{Facts: *f}
+	hd, _ := h.loadHold(r, id, st)
+	if hd == nil {
+		return ""
+	}
+	rule := h.table.Rule(hd.Rule)
+	if rule == nil || rule.Confirm == nil || rule.Confirm.AuthorizationDetails == "" {
+		return ""
+	}
+	details, err := fillDetails(rule.Confirm.AuthorizationDetails, fieldValues(hd.ContentType, hd.Body))
+	if err != nil {
+		return ""
+	}
+	return details
+}
+
+var placeholder = regexp.MustCompile(`\{\{([A-Za-z0-9_.-]+)\}\}`)
+
+// fillDetails fills a template's {{name}} placeholders with the field
+// values. It works on the parsed JSON and marshals it again, so a value is
+// always a JSON string, escaped as JSON: a field cannot add members or
+// change the structure. A placeholder naming a missing field is an error.
+func fillDetails(template string, fields map[string]string) (string, error) {
+	var v any
+	if err := json.Unmarshal([]byte(template), &v); err != nil {
+		return "", err
+	}
+	var missing error
+	var fill func(any) any
+	fill = func(x any) any {
+		switch t := x.(type) {
+		case map[string]any:
+			for k, e := range t {
+				t[k] = fill(e)
+			}
+		case []any:
+			for i, e := range t {
+				t[i] = fill(e)
+			}
+		case string:
+			return placeholder.ReplaceAllStringFunc(t, func(m string) string {
+				name := m[2 : len(m)-2]
+				val, ok := fields[name]
+				if !ok {
+					missing = errors.New("authorization_details: field " + strconv.Quote(name) + " missing from the request")
+				}
+				return val
+			})
+		}
+		return x
+	}
+	v = fill(v)
+	if missing != nil {
+		return "", missing
+	}
+	b, err := json.Marshal(v)
+	return string(b), err
 }

@@ -441,3 +441,46 @@ func TestHeldTransactionAcrossReplicas(t *testing.T) {
 		t.Errorf("upstream got %d transactions; want exactly 1", n)
 	}
 }
+
+// With an authorization_details template, the step-up for a held
+// transaction carries the details filled from its fields (as JSON strings:
+// a field cannot change the structure), and a token response whose details
+// differ is a 403 that sends nothing.
+func TestHeldTransactionAuthorizationDetails(t *testing.T) {
+	const tmpl = `[{"type":"payment_initiation","instructedAmount":{"amount":"{{amount}}","currency":"EUR"},"creditorAccount":{"iban":"{{payee.iban}}"}}]`
+	form := `amount=42.00&to=Bob&payee.iban=DE89%22%7D%2C%22x%22%3A%221`
+	for _, tc := range []struct {
+		name   string
+		answer func(string) string
+		status int
+	}{
+		{"echoed", nil, http.StatusFound},
+		{"altered by the provider", func(string) string {
+			return `[{"type":"payment_initiation","instructedAmount":{"amount":"4200.00","currency":"EUR"}}]`
+		}, http.StatusForbidden},
+		{"dropped by the provider", func(string) string { return "" }, http.StatusForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newConfirmFixture(t, func(c *policy.Confirm) { c.AuthorizationDetails = tmpl })
+			fx.idp.SetToken(oidctest.Token{AuthorizationDetails: tc.answer})
+			fx.signIn(policy.Facts{Subject: "alice", Email: "alice@example.test", AMR: []string{"pwd"}, AuthTime: time.Now()})
+			id, resp := fx.hold(t, form, sameOrigin)
+			resp = fx.get(resp.Header.Get("Location"), htmlHdr)
+			q := fx.authorize(resp)
+			want := `[{"creditorAccount":{"iban":"DE89\"},\"x\":\"1"},"instructedAmount":{"amount":"42.00","currency":"EUR"},"type":"payment_initiation"}]`
+			if got := q.Get("authorization_details"); got != want {
+				t.Fatalf("authorization_details sent %s; want %s", got, want)
+			}
+			resp = fx.complete(resp)
+			if resp.StatusCode != tc.status {
+				t.Errorf("callback: %d; want %d", resp.StatusCode, tc.status)
+			}
+			if tc.status == http.StatusFound && resp.Header.Get("Location") != confirmPath+"?id="+id {
+				t.Errorf("after the step-up: %q; want the confirm page", resp.Header.Get("Location"))
+			}
+			if fx.upstreamCount() != 0 {
+				t.Error("the held transaction was sent before it was confirmed")
+			}
+		})
+	}
+}

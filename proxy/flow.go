@@ -62,7 +62,8 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, level *polic
 		h.internalError(w, r, "cannot start login", err)
 		return
 	}
-	ar := oidc.AuthRequest{State: p.State, Nonce: p.Nonce, Verifier: p.Verifier, Level: level}
+	ar := oidc.AuthRequest{State: p.State, Nonce: p.Nonce, Verifier: p.Verifier, Level: level,
+		AuthorizationDetails: h.detailsFor(r, rd, f)}
 	kind := "login"
 	if f.Authenticated() {
 		p.Issuer, p.Subject = f.Issuer, f.Subject
@@ -164,6 +165,11 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request, p *session.Pe
 	}
 	want := oidc.Expect{Nonce: p.Nonce, Verifier: p.Verifier, Level: level}
 	if p.Subject != "" {
+		// A step-up for a held transaction sent its details; the token
+		// response must carry exactly those (else 403).
+		want.AuthorizationDetails = h.detailsFor(r, p.ReturnTo, &policy.Facts{Issuer: p.Issuer, Subject: p.Subject})
+	}
+	if p.Subject != "" {
 		want.Session = &policy.Facts{Issuer: p.Issuer, Subject: p.Subject}
 	}
 	res, err := c.Exchange(r.Context(), code, want)
@@ -176,6 +182,8 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request, p *session.Pe
 		// this flow started from can no longer be trusted (threat model case 55).
 		h.sessions.Clear(w)
 		return oidc.Result{}, errOtherSubject
+	case errors.Is(err, oidc.ErrAuthorizationDetailsMismatch):
+		return oidc.Result{}, errUnsatisfied.because("authorization_details in the token response differ from those sent")
 	case errors.As(err, &sue):
 		return oidc.Result{}, errUnsatisfied.because(sue.Reason)
 	}
