@@ -541,15 +541,36 @@ func flatten(prefix string, v any, out map[string]string) {
 // cookie, on any replica, finds it spent and steps up again. ok is false
 // when the store cannot be reached.
 func (h *Handler) consumeOnce(r *http.Request, l *policy.Level, st *session.State, d policy.Decision) (policy.Decision, bool) {
-	first, err := h.claim(r.Context(), "once:"+l.Name+":"+st.ID, max(time.Until(st.Expires), time.Second))
+	key, ttl := onceKey(l, st), max(time.Until(st.Expires), time.Second)
+	first, err := h.claim(r.Context(), key, ttl)
 	switch {
 	case err != nil:
 		return d, false
 	case !first:
-		return policy.Decision{Action: policy.StepUp, Level: l,
-			Reason: "level " + strconv.Quote(l.Name) + " admits one request per step-up, and this one's was used"}, true
+		return onceUsedDecision(l), true
 	}
+	// A marker that holdRequest can read without spending anything (a
+	// claim cannot be looked at without being made).
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	_ = h.shared.Put(ctx, key, []byte{1}, ttl)
 	return d, true
+}
+
+func onceKey(l *policy.Level, st *session.State) string { return "once:" + l.Name + ":" + st.ID }
+
+func onceUsedDecision(l *policy.Level) policy.Decision {
+	return policy.Decision{Action: policy.StepUp, Level: l,
+		Reason: "level " + strconv.Quote(l.Name) + " admits one request per step-up, and this one's was used"}
+}
+
+// onceUsed reports whether st's step-up to l was spent already, without
+// spending it: a transaction held now would need a new step-up anyway.
+func (h *Handler) onceUsed(r *http.Request, l *policy.Level, st *session.State) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	_, used, err := h.shared.Get(ctx, onceKey(l, st))
+	return used || err != nil
 }
 
 // detailsFor is the authorization_details (RFC 9396) a step-up returning

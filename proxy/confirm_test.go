@@ -484,3 +484,32 @@ func TestHeldTransactionAuthorizationDetails(t *testing.T) {
 		})
 	}
 }
+
+// A confirm route on a once level: each transaction gets its own step-up,
+// so the second one goes to the step-up, not straight to its confirm page.
+func TestHeldTransactionOnceLevel(t *testing.T) {
+	c := *sendMoney
+	table, err := policy.NewTable([]policy.Rule{
+		{Name: "pay", Path: "/pay/**", Access: policy.Leveled, Level: onceLevel, Confirm: &c},
+	}, policy.Rule{Name: "default", Access: policy.Authenticated}, policy.TableOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx := newFlowFixture(t, oidctest.Options{}, func(cfg *Config) { cfg.Table, cfg.Levels = table, []*policy.Level{onceLevel} })
+	fx.signIn(strongFacts)
+	id, resp := fx.hold(t, transferForm, sameOrigin)
+	if resp.Header.Get("Location") != confirmPath+"?id="+id {
+		t.Fatalf("first transaction after the step-up: %q; want its confirm page", resp.Header.Get("Location"))
+	}
+	_, _, csrf := fx.page(t, id)
+	if resp := fx.decide(t, id, csrf, "confirm"); resp.StatusCode != 200 {
+		t.Fatalf("first confirm: %d", resp.StatusCode)
+	}
+	_, resp = fx.hold(t, transferForm, sameOrigin)
+	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, reservedPrefix+"login?level=pay_once") {
+		t.Errorf("second transaction on the same step-up: %q; want a new step-up first", loc)
+	}
+	if fx.upstreamCount() != 1 {
+		t.Errorf("upstream got %d; want 1", fx.upstreamCount())
+	}
+}

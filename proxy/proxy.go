@@ -277,6 +277,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if holds(rule, t.Method) {
+			if d.Action == policy.Allow && rule.Level != nil && rule.Level.Once && h.onceUsed(r, rule.Level, st) {
+				d = onceUsedDecision(rule.Level) // this transaction gets its own step-up
+			}
 			h.holdRequest(rec, r, t, rule, d, st, &ev)
 			return
 		}
