@@ -53,6 +53,11 @@ levels:
     satisfied_by: &second_factor
       - acr: ["http://schemas.openid.net/pape/policies/2007/06/multi-factor"]
       - amr: [mfa]
+  mfa_once:
+    acr_values: ["http://schemas.openid.net/pape/policies/2007/06/multi-factor"]
+    max_age: 5m
+    once: true                # each transfer gets its own one-time code
+    satisfied_by: *second_factor
   mfa_recent:
     acr_values: ["http://schemas.openid.net/pape/policies/2007/06/multi-factor"]
     max_age: @ADMIN_MAX_AGE@
@@ -66,6 +71,23 @@ routes:
   - name: admin
     path: /admin/**
     require: mfa_recent
+  - name: transfers-send
+    path: /api/transfers
+    methods: [POST]
+    require: mfa_once
+    confirm:
+      title: "Send money"
+      fields:
+        - {name: amount, label: "Amount"}
+        - {name: currency, label: "Currency"}
+        - {name: to, label: "To"}
+        - {name: payee_iban, label: "IBAN"}
+      ttl: 5m
+      authorization_details:
+        - type: payment_initiation
+          instructedAmount: {amount: "{{amount}}", currency: "{{currency}}"}
+          creditorName: "{{to}}"
+          creditorAccount: {iban: "{{payee_iban}}"}
   - name: transfers-write
     path: /api/transfers/**
     methods: [POST, PUT, PATCH, DELETE]
@@ -174,6 +196,7 @@ func Start(ctx context.Context, opt Options) (*Demo, error) {
 			BackchannelLogoutURI: d.GatewayURL + "/.stepgate/backchannel-logout"}},
 		Users:     users,
 		ShowCodes: opt.ShowCodes,
+		PAR:       true, // the browser only ever sees client_id and request_uri
 	})
 	if err != nil {
 		closeAll()

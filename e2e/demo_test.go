@@ -117,6 +117,7 @@ func (fc *formClient) send(method, rawURL string, form url.Values, referer strin
 }
 
 var (
+	csrfField    = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 	reqIDField   = regexp.MustCompile(`name="authRequestID" value="([^"]+)"`)
 	continueLink = regexp.MustCompile(`id="stepgate-continue" href="([^"]+)"`)
 )
@@ -147,21 +148,23 @@ func TestDemoFlow(t *testing.T) {
 		t.Fatalf("after password: %d at %s %q; want the account page with amr pwd and no acr", status, at, page)
 	}
 
-	// A transfer needs the second factor: the gateway answers the form POST
-	// with a page whose link steps up and returns to the transfers page.
-	transfer := url.Values{"to": {"Bob"}, "amount": {"25.00"}}
-	status, page, _ = fc.send(http.MethodPost, td.GatewayURL+"/api/transfers", transfer, td.GatewayURL+"/transfers")
-	m := continueLink.FindStringSubmatch(page)
-	if status != http.StatusUnauthorized || m == nil {
-		t.Fatalf("transfer without step-up: %d %q; want 401 with a continue link", status, page)
+	// A transfer is held: the gateway steps up with the one-time code
+	// (through PAR, carrying the transaction as authorization_details),
+	// shows what will be sent, and sends it once on Confirm.
+	transfer := url.Values{"to": {"Bob"}, "amount": {"42.00"}, "currency": {"EUR"}, "payee_iban": {"DE89370400440532013000"}}
+	fc.origin = td.GatewayURL // a browser's form POST carries its origin
+	status, page, at = fc.send(http.MethodPost, td.GatewayURL+"/api/transfers", transfer, td.GatewayURL+"/transfers")
+	if !strings.Contains(page, `name="code"`) || strings.Contains(page, `name="password"`) {
+		t.Fatalf("transfer with a password session: %d at %s %q; want the provider's code page (the SSO session spares the password)", status, at, page)
+	}
+	if !strings.Contains(page, "Send 42.00 EUR to DE89370400440532013000") {
+		t.Errorf("the code page does not show the transaction (dynamic linking): %q", page)
+	}
+	if reqs := td.IDP.Requests(); !reqs[len(reqs)-1].Pushed {
+		t.Errorf("the step-up was not pushed (PAR): %+v", reqs[len(reqs)-1])
 	}
 	if n := len(td.App.Transfers()); n != 0 {
 		t.Fatalf("%d transfers reached the app before step-up; want 0", n)
-	}
-	link := strings.ReplaceAll(m[1], "&amp;", "&")
-	_, page, at = fc.send(http.MethodGet, td.GatewayURL+link, nil, "")
-	if !strings.Contains(page, `name="code"`) || strings.Contains(page, `name="password"`) {
-		t.Fatalf("step-up page at %s: %q; want only the code (the SSO session spares the password)", at, page)
 	}
 
 	t.Run("wrong code", func(t *testing.T) {
@@ -176,19 +179,46 @@ func TestDemoFlow(t *testing.T) {
 
 	code, _ := totp.GenerateCode(alice.TOTPSecret, time.Now())
 	_, page, at = fc.submitLogin(page, at, url.Values{"step": {"code"}, "code": {code}})
-	if at.Path != "/transfers" || !strings.Contains(page, `id="transfer-form"`) || !strings.Contains(page, devidp.ACRMultiFactor) {
-		t.Fatalf("after the code: at %s %q; want the transfers page with the multi-factor acr", at, page)
+	m := csrfField.FindStringSubmatch(page)
+	if at.Path != "/.stepgate/confirm" || m == nil || !strings.Contains(page, "42.00") || !strings.Contains(page, "DE89370400440532013000") {
+		t.Fatalf("after the code: at %s %q; want the confirm page showing the transfer", at, page)
 	}
-	for i := range 2 {
-		status, page, _ = fc.send(http.MethodPost, td.GatewayURL+"/api/transfers", transfer, td.GatewayURL+"/transfers")
-		if status != 200 || !strings.Contains(page, `id="transfer-done"`) {
-			t.Fatalf("transfer %d after step-up: %d %q; want the done page", i+1, status, page)
-		}
+	id := at.Query().Get("id")
+	confirm := url.Values{"id": {id}, "csrf": {m[1]}, "action": {"confirm"}}
+	status, page, _ = fc.send(http.MethodPost, td.GatewayURL+"/.stepgate/confirm", confirm, "")
+	if status != 200 || !strings.Contains(page, `id="transfer-done"`) {
+		t.Fatalf("confirm: %d %q; want the bank's done page", status, page)
+	}
+	// A replayed Confirm and a reload: 410, still one transfer.
+	if status, _, _ = fc.send(http.MethodPost, td.GatewayURL+"/.stepgate/confirm", confirm, ""); status != http.StatusGone {
+		t.Errorf("replayed confirm: %d; want 410", status)
+	}
+	if status, _, _ = fc.send(http.MethodGet, td.GatewayURL+"/.stepgate/confirm?id="+id, nil, ""); status != http.StatusGone {
+		t.Errorf("reloaded confirm page: %d; want 410", status)
 	}
 	got := td.App.Transfers()
-	if len(got) != 2 || got[0].Subject != "alice" || got[0].ACR != devidp.ACRMultiFactor || got[0].Amount != "25.00" {
-		t.Fatalf("app recorded %+v; want two multi-factor transfers by alice", got)
+	if len(got) != 1 || got[0].Subject != "alice" || got[0].ACR != devidp.ACRMultiFactor || got[0].Amount != "42.00" ||
+		got[0].IBAN != "DE89370400440532013000" || got[0].Confirmation != id {
+		t.Fatalf("app recorded %+v; want one multi-factor transfer of 42.00 by alice, confirmed as %s", got, id)
 	}
+
+	// The once level: the next transfer gets its own code; Cancel sends nothing.
+	_, page, at = fc.send(http.MethodPost, td.GatewayURL+"/api/transfers", transfer, td.GatewayURL+"/transfers")
+	if !strings.Contains(page, `name="code"`) {
+		t.Fatalf("second transfer: at %s %q; want the code page again (once level)", at, page)
+	}
+	_, page, at = fc.submitLogin(page, at, url.Values{"step": {"code"}, "code": {code}})
+	if m = csrfField.FindStringSubmatch(page); m == nil {
+		t.Fatalf("second transfer after the code: at %s %q; want its confirm page", at, page)
+	}
+	cancel := url.Values{"id": {at.Query().Get("id")}, "csrf": {m[1]}, "action": {"cancel"}}
+	if status, page, _ = fc.send(http.MethodPost, td.GatewayURL+"/.stepgate/confirm", cancel, ""); status != 200 || !strings.Contains(page, "Nothing was sent") {
+		t.Errorf("cancel: %d %q; want the cancelled page", status, page)
+	}
+	if n := len(td.App.Transfers()); n != 1 {
+		t.Errorf("%d transfers after a cancel; want still 1", n)
+	}
+	fc.origin = ""
 
 	// Admin (mfa_recent, max_age 2m): the step-up of a moment ago is
 	// recent enough; once max_age has passed it asks again, with
@@ -200,9 +230,12 @@ func TestDemoFlow(t *testing.T) {
 	if _, page, _ = fc.send(http.MethodGet, td.GatewayURL+"/admin", nil, ""); !strings.Contains(page, `name="password"`) {
 		t.Errorf("admin after max_age: %q; want the password page again (prompt=login)", page)
 	}
-	// Transfers (max_age 15m) still go through 3 minutes on.
-	if status, _, _ = fc.send(http.MethodPost, td.GatewayURL+"/api/transfers", transfer, td.GatewayURL+"/transfers"); status != 200 {
-		t.Errorf("transfer 3 minutes after step-up: %d; want 200", status)
+	// Without its origin a transfer is never held (a cross-site form).
+	if status, _, _ = fc.send(http.MethodPost, td.GatewayURL+"/api/transfers", transfer, td.GatewayURL+"/transfers"); status != http.StatusForbidden {
+		t.Errorf("transfer without Origin: %d; want 403", status)
+	}
+	if n := len(td.App.Transfers()); n != 1 {
+		t.Errorf("%d transfers; want still 1", n)
 	}
 
 	// Logout ends the gateway session and the provider's.

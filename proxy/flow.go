@@ -288,13 +288,17 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ev *event) {
 		level = h.levelFor(r, rd)
 	}
 	now := h.now()
-	f := h.loadFacts(r, now, ev)
-	if f.Authenticated() {
+	st := h.loadSession(r, now, ev)
+	var f *policy.Facts
+	if st != nil {
+		f = &st.Facts
 		if level == nil {
 			http.Redirect(w, r, rd, http.StatusFound)
 			return
 		}
-		if ok, _ := level.Satisfied(f, now); ok {
+		// A once level whose step-up was spent is not met, whatever the
+		// claims say: the next request needs a new step-up.
+		if ok, _ := level.Satisfied(f, now); ok && !(level.Once && h.onceUsed(r, level, st)) {
 			http.Redirect(w, r, rd, http.StatusFound)
 			return
 		}
