@@ -106,7 +106,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 		t.Fatal(err)
 	}
 	if os.Getenv("STEPGATE_SCREENSHOTS") == "1" {
-		if err := os.MkdirAll("docs", 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join("..", "docs"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join("..", "docs", name), png, 0o644); err != nil {
@@ -153,9 +153,10 @@ func exists(t *testing.T, ctx context.Context, sel string) bool {
 }
 
 // TestBrowserStepUp walks the demo as a person would, in real Chromium:
-// password login, account page, a transfer that asks for the one-time code,
-// a wrong code, the right code, a second transfer without a prompt, the
-// admin page asking again after its max_age, and logout.
+// password login, account page, a transfer held for the one-time code, a
+// wrong code, the right code, the confirm page and Confirm (one transfer),
+// a reload and a replayed Confirm (410), the next transfer asking again and
+// cancelled, the admin page asking again after its max_age, and logout.
 func TestBrowserStepUp(t *testing.T) {
 	ctx := newChromium(t)
 	td := startBrowserDemo(t)
@@ -176,27 +177,27 @@ func TestBrowserStepUp(t *testing.T) {
 		t.Fatalf("account page identity after a password login: %q; want alice, amr pwd, no multi-factor acr", identity)
 	}
 
-	// 2. A transfer needs the second factor: the form POST gets the
-	// gateway's "verification needed" page, whose link steps up.
+	// 2. A transfer is held: filled in once, it goes to the step-up (the
+	// provider shows the transaction it is asked to approve), then to the
+	// gateway's confirm page, and only Confirm sends it.
 	step(t, ctx, "open transfers and send",
 		chromedp.Click(chromedp.ID("nav-transfers")),
 		chromedp.WaitVisible(chromedp.ID("transfer-form")),
 		chromedp.SetValue(chromedp.ID("amount"), "42.00"),
 		chromedp.Click(chromedp.ID("send")),
-		chromedp.WaitVisible(chromedp.ID("stepgate-continue")))
-	screenshot(t, ctx, "demo-verification-needed.png")
+		chromedp.WaitVisible(chromedp.CSS("#username, #code")))
 	if n := len(td.App.Transfers()); n != 0 {
 		t.Fatalf("%d transfers reached the app before the step-up; want 0", n)
 	}
-	step(t, ctx, "continue to verification",
-		chromedp.Click(chromedp.ID("stepgate-continue")),
-		chromedp.WaitVisible(chromedp.CSS("#username, #code")))
 	if exists(t, ctx, "#username") { // the SSO session normally spares this
 		step(t, ctx, "password again",
 			chromedp.SendKeys(chromedp.ID("username"), "alice"),
 			chromedp.SendKeys(chromedp.ID("password"), alice.Password),
 			chromedp.Click(chromedp.ID("sign-in")),
 			chromedp.WaitVisible(chromedp.ID("code")))
+	}
+	if body := get(t, ctx, "read the code page", chromedp.Text(chromedp.CSS("body"))); !strings.Contains(body, "Send 42.00 EUR to DE89370400440532013000") {
+		t.Errorf("the provider's code page does not show the transaction: %q", body)
 	}
 	screenshot(t, ctx, "demo-stepup-code.png")
 
@@ -213,40 +214,80 @@ func TestBrowserStepUp(t *testing.T) {
 		t.Fatalf("%d transfers reached the app after a wrong code; want 0", n)
 	}
 
-	// 4. The right code returns to the transfers page; submitting again
-	// goes through.
-	step(t, ctx, "enter the code and send again",
+	// 4. The right code leads to the confirm page, which shows exactly
+	// what will be sent; Confirm sends it, once.
+	step(t, ctx, "enter the code",
 		chromedp.SetValue(chromedp.ID("code"), currentCode(t, alice.TOTPSecret)),
 		chromedp.Click(chromedp.ID("verify")),
-		chromedp.WaitVisible(chromedp.ID("transfer-form")),
-		chromedp.SetValue(chromedp.ID("amount"), "42.00"),
-		chromedp.Click(chromedp.ID("send")),
-		chromedp.WaitVisible(chromedp.ID("transfer-done")))
+		chromedp.WaitVisible(chromedp.ID("stepgate-held")))
+	held := text(t, ctx, "stepgate-held")
+	for _, want := range []string{"42.00", "EUR", "Bob", "DE89370400440532013000", "POST /api/transfers"} {
+		if !strings.Contains(held, want) {
+			t.Errorf("confirm page shows %q; want it to show %q", held, want)
+		}
+	}
+	screenshot(t, ctx, "demo-confirm.png")
+	confirmURL := get(t, ctx, "read the confirm URL", chromedp.Location())
+	csrf := get(t, ctx, "read the CSRF token", chromedp.Value(chromedp.CSS(`input[name="csrf"]`)))
+	step(t, ctx, "confirm", chromedp.Click(chromedp.ID("stepgate-confirm")), chromedp.WaitVisible(chromedp.ID("transfer-done")))
 	done := text(t, ctx, "transfer-done")
 	identity = text(t, ctx, "identity")
 	screenshot(t, ctx, "demo-transfer-done.png")
 	if !strings.Contains(done, "42.00 EUR") || !strings.Contains(identity, devidp.ACRMultiFactor) || !strings.Contains(identity, "pwd,otp,mfa") {
 		t.Errorf("done page %q, identity %q; want 42.00 EUR with multi-factor acr and amr", done, identity)
 	}
-	if got := td.App.Transfers(); len(got) != 1 || got[0].Subject != "alice" || got[0].Amount != "42.00" || got[0].ACR != devidp.ACRMultiFactor {
-		t.Fatalf("app recorded %+v; want one multi-factor transfer of 42.00 by alice", got)
+	got := td.App.Transfers()
+	if len(got) != 1 || got[0].Subject != "alice" || got[0].Amount != "42.00" || got[0].To != "Bob" ||
+		got[0].IBAN != "DE89370400440532013000" || got[0].ACR != devidp.ACRMultiFactor || got[0].Confirmation == "" {
+		t.Fatalf("app recorded %+v; want one confirmed multi-factor transfer of 42.00 to Bob by alice", got)
 	}
 
-	// 5. Within max_age a second transfer needs no prompt.
-	before := len(td.IDP.Requests())
+	// 5. The confirm page again, and the same Confirm POST replayed from
+	// the browser: 410, and still one transfer.
+	step(t, ctx, "reload the confirm page", chromedp.Navigate(confirmURL), chromedp.WaitVisible(chromedp.CSS("h1")))
+	if h1 := get(t, ctx, "read the heading", chromedp.Text(chromedp.CSS("h1"))); h1 != "Gone" {
+		t.Errorf("reloaded confirm page says %q; want Gone (410)", h1)
+	}
+	id := confirmURL[strings.Index(confirmURL, "id=")+3:]
+	// The gateway's pages allow no scripts or fetches (CSP), so the replay
+	// is the same form the confirm page had, rebuilt and submitted.
+	replay := `(() => { const f = document.createElement("form"); f.method = "post"; f.action = "/.stepgate/confirm";
+		for (const [k, v] of Object.entries({id: "` + id + `", csrf: "` + csrf + `", action: "confirm"})) {
+			const i = document.createElement("input"); i.type = "hidden"; i.name = k; i.value = v; f.appendChild(i) }
+		const m = document.createElement("p"); m.id = "before-replay"; document.body.appendChild(m);
+		document.body.appendChild(f); f.submit(); return true })()`
+	step(t, ctx, "replay the Confirm POST",
+		chromedp.Evaluate[chromedp.Void](replay),
+		chromedp.WaitNotPresent(chromedp.ID("before-replay")),
+		chromedp.WaitVisible(chromedp.CSS("h1")))
+	if h1 := get(t, ctx, "read the heading", chromedp.Text(chromedp.CSS("h1"))); h1 != "Gone" {
+		t.Errorf("replayed Confirm POST says %q; want Gone (410)", h1)
+	}
+	if n := len(td.App.Transfers()); n != 1 {
+		t.Errorf("%d transfers after a reload and a replay; want 1", n)
+	}
+
+	// 6. The level admits one transfer per code: the next one asks again,
+	// and Cancel on its confirm page sends nothing.
 	step(t, ctx, "second transfer",
 		chromedp.Navigate(gw+"/transfers"),
 		chromedp.WaitVisible(chromedp.ID("transfer-form")),
 		chromedp.Click(chromedp.ID("send")),
-		chromedp.WaitVisible(chromedp.ID("transfer-done")))
-	if n := len(td.App.Transfers()); n != 2 {
-		t.Errorf("%d transfers recorded; want 2", n)
+		chromedp.WaitVisible(chromedp.ID("code")),
+		chromedp.SetValue(chromedp.ID("code"), currentCode(t, alice.TOTPSecret)),
+		chromedp.Click(chromedp.ID("verify")),
+		chromedp.WaitVisible(chromedp.ID("stepgate-held")),
+		chromedp.Click(chromedp.ID("stepgate-cancel")),
+		chromedp.WaitNotPresent(chromedp.ID("stepgate-held")),
+		chromedp.WaitVisible(chromedp.CSS("h1")))
+	if h1 := get(t, ctx, "read the heading", chromedp.Text(chromedp.CSS("h1"))); h1 != "Cancelled" {
+		t.Errorf("after Cancel the page says %q; want Cancelled", h1)
 	}
-	if after := len(td.IDP.Requests()); after != before {
-		t.Errorf("the second transfer went to the provider %d times; want 0", after-before)
+	if n := len(td.App.Transfers()); n != 1 {
+		t.Errorf("%d transfers after a cancel; want still 1", n)
 	}
 
-	// 6. The admin page (mfa_recent, max_age 2m) is open right after the
+	// 7. The admin page (mfa_recent, max_age 2m) is open right after the
 	// step-up, and asks again, password first (prompt=login), once 2
 	// minutes have passed on the gateway's clock.
 	step(t, ctx, "admin within max_age", chromedp.Navigate(gw+"/admin"), chromedp.WaitVisible(chromedp.ID("all-transfers")))
@@ -257,7 +298,7 @@ func TestBrowserStepUp(t *testing.T) {
 		t.Errorf("admin step-up asked %+v; want prompt=login and the multi-factor acr_values", last)
 	}
 
-	// 7. Logout ends the gateway session and the provider's: the account
+	// 8. Logout ends the gateway session and the provider's: the account
 	// page asks for the password again.
 	step(t, ctx, "logout",
 		chromedp.Navigate(gw+"/account"),

@@ -403,7 +403,7 @@ func (h *Handler) showHold(w http.ResponseWriter, hd *hold, c *policy.Confirm, c
 
 var confirmTmpl = template.Must(template.New("confirm").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<meta name="referrer" content="no-referrer"><title>{{.Title}}</title>
+<meta name="referrer" content="same-origin"><title>{{.Title}}</title>
 <style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left}
 button{padding:.6rem 1.2rem;border:0;border-radius:4px;font:inherit;cursor:pointer;margin-right:.5rem}

@@ -114,7 +114,7 @@ type page struct {
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<meta name="referrer" content="no-referrer"><title>{{.Title}}</title>
+<meta name="referrer" content="same-origin"><title>{{.Title}}</title>
 <style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}
 .button{display:inline-block;border:0;font:inherit;cursor:pointer;padding:.6rem 1.2rem;background:#0b5;color:#fff;border-radius:4px;text-decoration:none}</style>
 </head><body><h1>{{.Title}}</h1><p>{{.Message}}</p>
