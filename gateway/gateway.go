@@ -214,8 +214,13 @@ func (g *Gateway) Connect(ctx context.Context) error {
 func (g *Gateway) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	errc := make(chan error, 3)
 	if !g.Ready() {
-		go g.discover(ctx)
+		go func() {
+			if err := g.discover(ctx); err != nil {
+				errc <- err
+			}
+		}()
 	}
 	lns := []net.Listener{g.opt.Listener, g.opt.AdminListener}
 	servers := []*http.Server{g.public, g.adminS}
@@ -232,7 +237,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		lns[i] = ln
 	}
-	errc := make(chan error, len(servers))
 	for i, s := range servers {
 		go func() {
 			g.log.Info("listening", "addr", lns[i].Addr().String())
@@ -272,14 +276,22 @@ func (g *Gateway) Close() error {
 	return g.closeErr
 }
 
-// discover dials the identity provider until it answers or ctx ends.
-func (g *Gateway) discover(ctx context.Context) {
+// discover dials the identity provider until it answers or ctx ends. A
+// provider that answers but cannot serve the configuration (oidc.
+// ErrIncompatible) is an error: the gateway stops rather than run without
+// ever being able to sign anyone in.
+func (g *Gateway) discover(ctx context.Context) error {
 	c, err := oidc.Dial(ctx, g.oidc, func(err error, wait time.Duration) {
 		g.log.Warn("identity provider discovery failed; retrying", "issuer", g.oidc.Issuer, "err", err, "retry_in", wait.String())
 	})
+	if errors.Is(err, oidc.ErrIncompatible) {
+		g.log.Error("identity provider cannot serve this configuration", "issuer", g.oidc.Issuer, "err", err)
+		return err
+	}
 	if err != nil {
-		return // ctx ended
+		return nil // ctx ended
 	}
 	g.handler.SetOIDC(c)
 	g.log.Info("identity provider ready", "issuer", g.oidc.Issuer)
+	return nil
 }

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/stepgate/stepgate/config"
 	"github.com/stepgate/stepgate/gateway"
+	"github.com/stepgate/stepgate/oidc"
+	"github.com/stepgate/stepgate/oidc/oidctest"
 )
 
 func freePort(t *testing.T) string {
@@ -142,5 +145,38 @@ routes: [{name: a, path: /a, require: public}]
 	}
 	if b := gateway.StorePrefix(parse("https://idp.example.com/", "bank")); a != b {
 		t.Errorf("the same deployment got prefixes %q and %q", a, b)
+	}
+}
+
+// par: required against a provider without a PAR endpoint is a start-up
+// error: Run stops with it instead of serving a gateway that can never
+// sign anyone in.
+func TestRunRefusesIncompatibleProvider(t *testing.T) {
+	idp := oidctest.NewServer(t, oidctest.Options{})
+	listen, admin := freePort(t), freePort(t)
+	cfg, err := config.Parse("par.yaml", []byte(`listen: "`+listen+`"
+admin_listen: "`+admin+`"
+public_url: "http://`+listen+`"
+insecure_allow_http: true
+oidc: {issuer: "`+idp.URL+`", client_id: `+idp.ClientID+`, client_secret: `+idp.ClientSecret+`, par: required}
+session: {secrets: ["0123456789abcdef0123456789abcdef"]}
+routes: [{name: a, path: /a, require: public}]
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Run(t.Context()) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, oidc.ErrIncompatible) || !strings.Contains(err.Error(), "pushed_authorization_request_endpoint") {
+			t.Errorf("Run = %v; want the PAR conflict", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run kept serving with a provider that cannot serve par: required")
 	}
 }

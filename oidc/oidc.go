@@ -21,6 +21,7 @@ package oidc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -98,10 +99,17 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	return discover(ctx, cfg)
 }
 
+// ErrIncompatible marks a provider that answers but cannot serve this
+// configuration (par: required without a PAR endpoint, or par: off with a
+// provider that requires it): retrying cannot help, so Dial returns it at
+// once and the gateway refuses to start.
+var ErrIncompatible = errors.New("the provider cannot serve this configuration")
+
 // Dial is New with retries: while discovery fails it waits with exponential
 // backoff (250ms doubling to 30s, jittered) and tries again, until it succeeds
 // or ctx is done. onRetry, if not nil, is told each failure and the wait
-// before the next attempt. A configuration error is returned at once.
+// before the next attempt. A configuration error, and an ErrIncompatible
+// provider, are returned at once.
 func Dial(ctx context.Context, cfg Config, onRetry func(err error, wait time.Duration)) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -112,6 +120,9 @@ func Dial(ctx context.Context, cfg Config, onRetry func(err error, wait time.Dur
 		c, err := discover(ctx, cfg)
 		if err == nil {
 			return c, nil
+		}
+		if errors.Is(err, ErrIncompatible) {
+			return nil, err
 		}
 		// Half fixed, half random, so restarted replicas spread out.
 		wait := backoff/2 + rand.N(backoff/2+1)
@@ -198,7 +209,7 @@ func discover(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	par, err := parEndpoint(cfg.PAR, cfg.Issuer, m)
 	if err != nil {
-		return nil, fmt.Errorf("oidc: discovery at %q: %w", cfg.Issuer, err)
+		return nil, fmt.Errorf("oidc: discovery at %q: %w: %w", cfg.Issuer, ErrIncompatible, err)
 	}
 	c := &Client{
 		oauth2: oauth2.Config{

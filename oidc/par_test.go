@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -298,23 +299,24 @@ func TestPARModes(t *testing.T) {
 	}
 }
 
-// TestDialPARRequiredWithoutEndpoint: the conflict is learnt from
-// discovery, so Dial reports it on every attempt (the provider may be
-// reconfigured) and returns it when it gives up.
+// TestDialPARRequiredWithoutEndpoint: a provider that answers but cannot
+// serve par: required is no reason to retry: Dial returns the conflict at
+// once (ErrIncompatible), so the gateway can refuse to start.
 func TestDialPARRequiredWithoutEndpoint(t *testing.T) {
 	srv := oidctest.NewServer(t, oidctest.Options{})
 	cfg := config(srv)
 	cfg.PAR = "required"
-	ctx, cancel := context.WithTimeout(t.Context(), 400*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	var reported []string
-	_, err := oidc.Dial(ctx, cfg, func(err error, _ time.Duration) { reported = append(reported, err.Error()) })
+	retried := 0
+	start := time.Now()
+	_, err := oidc.Dial(ctx, cfg, func(error, time.Duration) { retried++ })
 	const want = "advertises no pushed_authorization_request_endpoint"
-	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("Dial = %v; want error containing %q", err, want)
+	if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, oidc.ErrIncompatible) {
+		t.Fatalf("Dial = %v; want an ErrIncompatible error containing %q", err, want)
 	}
-	if len(reported) == 0 || !strings.Contains(reported[0], want) {
-		t.Errorf("onRetry saw %q; want the PAR conflict", reported)
+	if retried != 0 || time.Since(start) > 2*time.Second {
+		t.Errorf("Dial retried %d times over %v; want it to return at once", retried, time.Since(start))
 	}
 }
 
