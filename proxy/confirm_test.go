@@ -72,6 +72,12 @@ func (fx *flowFixture) hold(t *testing.T, body string, hdr map[string]string) (s
 
 func (fx *flowFixture) sendBody(method, target, body string, hdr map[string]string) *http.Response {
 	fx.t.Helper()
+	return fx.sendBodyTo(fx.h, method, target, body, hdr)
+}
+
+// sendBodyTo is sendBody to another replica h, with the same browser.
+func (fx *flowFixture) sendBodyTo(h http.Handler, method, target, body string, hdr map[string]string) *http.Response {
+	fx.t.Helper()
 	r := httptest.NewRequest(method, target, strings.NewReader(body))
 	r.Host = gatewayURL.Host
 	for k, v := range hdr {
@@ -81,7 +87,7 @@ func (fx *flowFixture) sendBody(method, target, body string, hdr map[string]stri
 		r.AddCookie(c)
 	}
 	rec := httptest.NewRecorder()
-	fx.h.ServeHTTP(rec, r)
+	h.ServeHTTP(rec, r)
 	resp := rec.Result()
 	fx.jar.SetCookies(gatewayURL, resp.Cookies())
 	return resp
@@ -394,22 +400,12 @@ func TestHeldTransactionAcrossReplicas(t *testing.T) {
 	b := fx.restart(func(c *Config) { c.Store = shared }, false)
 	fx.signIn(strongFacts)
 
-	r := httptest.NewRequest(http.MethodPost, "/pay/x", strings.NewReader(transferForm))
-	r.Host = gatewayURL.Host
-	for k, v := range sameOrigin {
-		r.Header.Set(k, v)
-	}
-	for _, c := range fx.jar.Cookies(gatewayURL) {
-		r.AddCookie(c)
-	}
-	rec := httptest.NewRecorder()
-	a.ServeHTTP(rec, r)
-	loc := rec.Header().Get("Location")
+	resp := fx.sendBodyTo(a, http.MethodPost, "/pay/x", transferForm, sameOrigin)
+	loc := resp.Header.Get("Location")
 	id, ok := strings.CutPrefix(loc, confirmPath+"?id=")
-	if rec.Code != http.StatusSeeOther || !ok {
-		t.Fatalf("hold on A: %d %q", rec.Code, loc)
+	if resp.StatusCode != http.StatusSeeOther || !ok {
+		t.Fatalf("hold on A: %d %q", resp.StatusCode, loc)
 	}
-	fx.jar.SetCookies(gatewayURL, rec.Result().Cookies())
 
 	fx.h = b
 	_, _, csrf := fx.page(t, id)
@@ -419,19 +415,7 @@ func TestHeldTransactionAcrossReplicas(t *testing.T) {
 	form := url.Values{"id": {id}, "csrf": {csrf}, "action": {"confirm"}}.Encode()
 	codes := make(chan int, 2)
 	for _, h := range []*Handler{a, b} {
-		go func() {
-			r := httptest.NewRequest(http.MethodPost, confirmPath, strings.NewReader(form))
-			r.Host = gatewayURL.Host
-			for k, v := range sameOrigin {
-				r.Header.Set(k, v)
-			}
-			for _, c := range fx.jar.Cookies(gatewayURL) {
-				r.AddCookie(c)
-			}
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, r)
-			codes <- rec.Code
-		}()
+		go func() { codes <- fx.sendBodyTo(h, http.MethodPost, confirmPath, form, sameOrigin).StatusCode }()
 	}
 	got := []int{<-codes, <-codes}
 	if !(got[0] == 200 && got[1] == http.StatusGone || got[0] == http.StatusGone && got[1] == 200) {
