@@ -101,6 +101,20 @@ func (h *Handler) holdRequest(w http.ResponseWriter, r *http.Request, t target, 
 		fail(w, r, http.StatusBadRequest, "bad_request", "The request could not be read.")
 		return
 	}
+	if !showable(r.Header.Get("Content-Type")) {
+		// The page could show none of its fields, while the app may
+		// still read them (multipart, text, XML): refuse what cannot be shown.
+		ev.action, ev.reason = "reject", "confirm route: body type that cannot be shown"
+		fail(w, r, http.StatusUnsupportedMediaType, "unsupported_media_type", "This request cannot be shown for confirmation.")
+		return
+	}
+	if q, err := url.ParseQuery(t.Query); err != nil || queryNamesField(q, c.Fields) {
+		// Many frameworks merge query parameters into the form: a field in
+		// the query could be what the app reads, not what the page shows.
+		ev.action, ev.reason = "reject", "confirm route: a shown field in the query"
+		fail(w, r, http.StatusBadRequest, "bad_request", "The request has a field in its address.")
+		return
+	}
 	if ambiguousBody(r.Header.Get("Content-Type"), body) {
 		// A body that can be read two ways (a field twice, a JSON key
 		// twice) could show the user one amount and send the app another.
@@ -418,6 +432,26 @@ button{padding:.6rem 1.2rem;border:0;border-radius:4px;font:inherit;cursor:point
 </body></html>
 `))
 
+// showable reports whether the confirm page can read a body of this type:
+// a form or JSON; an empty body has no type and no fields.
+func showable(contentType string) bool {
+	if contentType == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/x-www-form-urlencoded" || mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// queryNamesField reports whether the query carries any shown field.
+func queryNamesField(q url.Values, fields []policy.ConfirmField) bool {
+	for _, f := range fields {
+		if _, ok := q[f.Name]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // ambiguousBody reports whether a form or JSON body names a field twice.
 func ambiguousBody(contentType string, body []byte) bool {
 	mt, _, _ := mime.ParseMediaType(contentType)
@@ -434,7 +468,16 @@ func ambiguousBody(contentType string, body []byte) bool {
 		}
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
 		dec := json.NewDecoder(bytes.NewReader(body))
-		return duplicateKeys(dec) != nil
+		if duplicateKeys(dec) != nil {
+			return true
+		}
+		// {"payee.iban": "X", "payee": {"iban": "Y"}}: two members the page
+		// would both show as payee.iban.
+		var v any
+		if json.Unmarshal(body, &v) != nil {
+			return true
+		}
+		return flatten("", v, map[string]string{})
 	}
 	return false
 }
@@ -511,7 +554,15 @@ func fieldValues(contentType string, body []byte) map[string]string {
 	return out
 }
 
-func flatten(prefix string, v any, out map[string]string) {
+// flatten adds v's members to out, nested names joined with ".", and
+// reports whether two members came out under one name.
+func flatten(prefix string, v any, out map[string]string) (collided bool) {
+	set := func(val string) {
+		if _, ok := out[prefix]; ok {
+			collided = true
+		}
+		out[prefix] = val
+	}
 	switch x := v.(type) {
 	case map[string]any:
 		for k, e := range x {
@@ -519,20 +570,21 @@ func flatten(prefix string, v any, out map[string]string) {
 			if prefix != "" {
 				name = prefix + "." + k
 			}
-			flatten(name, e, out)
+			collided = flatten(name, e, out) || collided
 		}
 	case string:
-		out[prefix] = x
+		set(x)
 	case json.Number:
-		out[prefix] = x.String()
+		set(x.String())
 	case bool:
-		out[prefix] = strconv.FormatBool(x)
+		set(strconv.FormatBool(x))
 	case nil:
-		out[prefix] = "null"
+		set("null")
 	default:
 		b, _ := json.Marshal(x)
-		out[prefix] = string(b)
+		set(string(b))
 	}
+	return collided
 }
 
 // consumeOnce spends the one request a step-up to a once level admits

@@ -205,6 +205,37 @@ func TestHeldTransactionRefusals(t *testing.T) {
 			t.Errorf("JSON with amount twice: %d; want 400", resp.StatusCode)
 		}
 	})
+	t.Run("what the page could not show", func(t *testing.T) {
+		fx := newConfirmFixture(t, nil)
+		fx.signIn(strongFacts)
+		hdr := func(ct string) map[string]string {
+			return map[string]string{"Origin": "http://gateway.test", "Accept": "application/json", "Content-Type": ct}
+		}
+		for _, tc := range []struct {
+			name, target, ct, body string
+			status                 int
+		}{
+			{"text body", "/pay/x", "text/plain", "amount=9000", http.StatusUnsupportedMediaType},
+			{"multipart body", "/pay/x", "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"amount\"\r\n\r\n9000\r\n--x--", http.StatusUnsupportedMediaType},
+			{"XML body", "/pay/x", "application/xml", "<amount>9000</amount>", http.StatusUnsupportedMediaType},
+			{"a shown field in the query", "/pay/x?amount=9000", "application/x-www-form-urlencoded", "amount=1", http.StatusBadRequest},
+			{"a JSON key that flattens onto a nested one", "/pay/x", "application/json", `{"payee.iban":"DE1","payee":{"iban":"DE2"}}`, http.StatusBadRequest},
+			{"a duplicate key in a nested JSON object", "/pay/x", "application/json", `{"payee":{"iban":"DE1","iban":"DE2"}}`, http.StatusBadRequest},
+			{"a form with ; separators", "/pay/x", "application/x-www-form-urlencoded", "amount=1;amount=9000", http.StatusBadRequest},
+			{"JSON with a charset", "/pay/x", "application/json; charset=utf-8", `{"amount":"1"}`, http.StatusSeeOther},
+		} {
+			status := fx.sendBody(http.MethodPost, tc.target, tc.body, hdr(tc.ct)).StatusCode
+			if tc.status == http.StatusSeeOther {
+				tc.status = http.StatusAccepted // an API caller whose level is met
+			}
+			if status != tc.status {
+				t.Errorf("%s: %d; want %d", tc.name, status, tc.status)
+			}
+		}
+		if fx.upstreamCount() != 0 {
+			t.Error("a request the page could not show reached the upstream")
+		}
+	})
 	t.Run("method override", func(t *testing.T) {
 		fx := newConfirmFixture(t, nil)
 		fx.signIn(strongFacts)
