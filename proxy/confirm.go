@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
 	"mime"
@@ -18,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/stepgate/stepgate/policy"
 	"github.com/stepgate/stepgate/session"
@@ -58,16 +61,18 @@ type hold struct {
 func holdKey(id string) string { return "hold:" + id }
 
 // holds reports whether rule holds a request with method: confirm routes
-// hold every state-changing request.
+// hold every request that is not safe (GET, HEAD, OPTIONS).
 func holds(rule *policy.Rule, method string) bool {
 	if rule.Confirm == nil {
 		return false
 	}
+	// Every method but the safe ones: an app may act on MERGE or
+	// PROPPATCH as readily as on POST.
 	switch method {
-	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
-		return true
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
 	}
-	return false
+	return true
 }
 
 // holdRequest holds r for confirmation instead of forwarding it. Only a
@@ -115,6 +120,11 @@ func (h *Handler) holdRequest(w http.ResponseWriter, r *http.Request, t target, 
 		fail(w, r, http.StatusBadRequest, "bad_request", "The request has a field in its address.")
 		return
 	}
+	if bodyClaimsMethod(r.Header.Get("Content-Type"), body) {
+		ev.action, ev.reason = "deny", "confirm route: _method in the body"
+		fail(w, r, http.StatusForbidden, "forbidden", "This request cannot be confirmed.")
+		return
+	}
 	if ambiguousBody(r.Header.Get("Content-Type"), body) {
 		// A body that can be read two ways (a field twice, a JSON key
 		// twice) could show the user one amount and send the app another.
@@ -128,6 +138,12 @@ func (h *Handler) holdRequest(w http.ResponseWriter, r *http.Request, t target, 
 			fail(w, r, http.StatusBadRequest, "bad_request", "The request lacks a field the transaction needs.")
 			return
 		}
+	}
+	if n, ok := h.holdSlot(r, st, c.TTL); !ok {
+		ev.action, ev.reason = "reject", "confirm route: too many open holds for this session ("+strconv.Itoa(n)+")"
+		w.Header().Set("Retry-After", strconv.Itoa(int(c.TTL/time.Second)))
+		fail(w, r, http.StatusTooManyRequests, "too_many_requests", "Confirm or cancel your other transactions first.")
+		return
 	}
 	id, secret := randomID(), randomID()
 	sum := sha256.Sum256([]byte(secret))
@@ -235,6 +251,15 @@ func (h *Handler) owns(r *http.Request, hd *hold, st *session.State) bool {
 // confirms or cancels it.
 func (h *Handler) confirm(w http.ResponseWriter, r *http.Request, ev *event) {
 	noStore(w)
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+		// The page and its Confirm are for the user's own eyes: a script
+		// on the site (XSS, a bad dependency) must not read the token and
+		// confirm a transfer the user never saw. Browsers that send
+		// Sec-Fetch-Mode say "navigate" for a page and a form.
+		ev.reason = "confirm: not a navigation (Sec-Fetch-Mode " + loggableLevel(m) + ")"
+		fail(w, r, http.StatusForbidden, "forbidden", "Open the confirmation in the browser.")
+		return
+	}
 	now := h.now()
 	st := h.loadSession(r, now, ev)
 	if r.Method == http.MethodPost && !h.sameOrigin(r) {
@@ -404,7 +429,7 @@ func (h *Handler) showHold(w http.ResponseWriter, hd *hold, c *policy.Confirm, c
 		if !ok {
 			v = "(missing)"
 		}
-		data.Rows = append(data.Rows, row{f.Label, v})
+		data.Rows = append(data.Rows, row{f.Label, visible(v)})
 	}
 	noStore(w)
 	hdr := w.Header()
@@ -452,6 +477,54 @@ func queryNamesField(q url.Values, fields []policy.ConfirmField) bool {
 	return false
 }
 
+// bodyClaimsMethod reports whether a form or JSON body carries a method
+// override (_method, in any spelling Rails, Laravel or Symfony read): the
+// page would say POST while the app runs DELETE.
+func bodyClaimsMethod(contentType string, body []byte) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	switch {
+	case mt == "application/x-www-form-urlencoded":
+		q, _ := url.ParseQuery(string(body))
+		for k := range q {
+			if isMethodKey(k) {
+				return true
+			}
+		}
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		var top map[string]json.RawMessage
+		if json.Unmarshal(body, &top) == nil {
+			for k := range top {
+				if isMethodKey(strings.ToLower(k)) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// maxOpenHolds bounds the held transactions one session may have waiting:
+// each may park up to max_body in the shared store for ttl.
+const maxOpenHolds = 5
+
+// holdSlot takes one of the session's maxOpenHolds slots for ttl, and
+// reports how many it tried; ok is false when all are taken. Slots are
+// single-use claims, so replicas share the count; they free themselves
+// when their ttl ends (a confirmed or cancelled hold keeps its slot until
+// then).
+func (h *Handler) holdSlot(r *http.Request, st *session.State, ttl time.Duration) (int, bool) {
+	for i := range maxOpenHolds {
+		first, err := h.claim(r.Context(), "hold-slot:"+st.ID+":"+strconv.Itoa(i), ttl)
+		if err != nil {
+			return i, false
+		}
+		if first {
+			return i, true
+		}
+	}
+	return maxOpenHolds, false
+}
+
 // ambiguousBody reports whether a form or JSON body names a field twice.
 func ambiguousBody(contentType string, body []byte) bool {
 	mt, _, _ := mime.ParseMediaType(contentType)
@@ -470,6 +543,9 @@ func ambiguousBody(contentType string, body []byte) bool {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		if duplicateKeys(dec) != nil {
 			return true
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return true // a second value after the first
 		}
 		// {"payee.iban": "X", "payee": {"iban": "Y"}}: two members the page
 		// would both show as payee.iban.
@@ -499,7 +575,10 @@ func duplicateKeys(dec *json.Decoder) error {
 			if err != nil {
 				return err
 			}
+			// Case-folded: encoding/json (and others) match members to
+			// fields regardless of case, the last one winning.
 			key, _ := k.(string)
+			key = strings.ToLower(key)
 			if seen[key] {
 				return errDuplicate
 			}
@@ -520,6 +599,22 @@ func duplicateKeys(dec *json.Decoder) error {
 		return err
 	}
 	return nil
+}
+
+// visible spells out every character that would change how a value reads
+// on screen without being seen itself — bidirectional overrides and
+// isolates, zero-width and other format characters, controls — as U+XXXX:
+// "DE89…\u202e1234" must not display as a different account number.
+func visible(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.Is(unicode.Cf, r) || unicode.IsControl(r) || r == utf8.RuneError {
+			fmt.Fprintf(&b, "[U+%04X]", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // fieldValues reads a held body's fields: a form, or a JSON object whose
