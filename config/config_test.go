@@ -693,3 +693,25 @@ func TestConfirmBounds(t *testing.T) {
 		}
 	}
 }
+
+func TestReportOnlyRoutes(t *testing.T) {
+	c, err := Parse("t.yaml", []byte(`public_url: https://bank.example.com
+oidc: {issuer: "https://idp.example.com/", client_id: stepgate}
+session: {secrets: ["0123456789abcdef0123456789abcdef"]}
+levels:
+  mfa: {acr_values: [urn:mfa], satisfied_by: [{acr: [urn:mfa]}]}
+routes:
+  - {name: transfers, path: /api/transfers/**, require: mfa, mode: report}
+  - {name: admin, path: /admin/**, require: mfa, mode: enforce}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Routes[0].Report || c.Routes[1].Report {
+		t.Errorf("Report = %v, %v; want true for mode: report only", c.Routes[0].Report, c.Routes[1].Report)
+	}
+	ws := strings.Join(Warnings(c), "\n")
+	if !strings.Contains(ws, `routes[0] "transfers" is report-only`) || strings.Contains(ws, `"admin" is report-only`) {
+		t.Errorf("warnings:\n%s\nwant one for the report-only route", ws)
+	}
+}

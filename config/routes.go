@@ -13,7 +13,7 @@ import (
 )
 
 var (
-	routeKeys = []string{"name", "host", "path", "path_regex", "methods", "require", "confirm"}
+	routeKeys = []string{"name", "host", "path", "path_regex", "methods", "require", "confirm", "mode"}
 	routeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 	// methods a rule may name. HEAD is matched as GET, and CONNECT and
@@ -157,6 +157,20 @@ func (d *decoder) route(n *yaml.Node, field string, levels map[string]*policy.Le
 		d.errorAt(orAt(rn, n), join(field, "require"), "missing", "add require: public, authenticated, deny, or a level name")
 	} else {
 		r.Access, r.Level = d.requirement(rn, join(field, "require"), levels)
+	}
+
+	if mn := m["mode"]; !isNull(mn) {
+		switch v, _ := d.str(mn, join(field, "mode")); v {
+		case "enforce":
+		case "report":
+			r.Report = true
+		default:
+			hint := "use enforce (the default) or report (decide and log, forward anyway)"
+			if c := closest(v, []string{"enforce", "report"}); c != "" {
+				hint = fmt.Sprintf("did you mean %q?", c)
+			}
+			d.errorAt(mn, join(field, "mode"), fmt.Sprintf("%q is not enforce or report", v), hint)
+		}
 	}
 
 	if cn, ok := m["confirm"]; ok {

@@ -39,6 +39,11 @@ func Warnings(c *Config) []string {
 		add(c.routePos(s.Later), "routes[%d] %q (%s) is shadowed by routes[%d] %q (%s) at line %d for requests such as %s; move it above",
 			s.Later, l.Name, requires(l), s.Earlier, e.Name, requires(e), e.Line, example)
 	}
+	for i, r := range c.Routes {
+		if r.Report {
+			add(c.routePos(i), "routes[%d] %q is report-only (mode: report): its decisions are logged and counted, and every request is forwarded; set mode: enforce once the reports look right", i, r.Name)
+		}
+	}
 	for i, p := range c.TrustedProxies {
 		if p.Bits() == 0 {
 			add(c.proxyPos(i), "trusted_proxies[%d]: %s lets every client set X-Forwarded-*; list only your proxies' addresses", i, p)

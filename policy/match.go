@@ -142,6 +142,10 @@ func (t *Table) add(i int, r *Rule) []*RuleError {
 }
 
 func checkAccess(r *Rule) *RuleError {
+	if r.Confirm != nil && r.Report {
+		return &RuleError{Field: "confirm", Msg: "confirm on a report-only rule",
+			Hint: "a report-only rule forwards every request, so nothing would be held; remove mode: report or confirm"}
+	}
 	if r.Confirm != nil && r.Access != Leveled {
 		return &RuleError{Field: "confirm", Msg: fmt.Sprintf("confirm on a rule that requires %s", r.Access),
 			Hint: "a held transaction is approved after a step-up; require a level on this route"}

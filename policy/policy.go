@@ -85,6 +85,11 @@ type Rule struct {
 	// Confirm, when set, holds state-changing requests for the user to
 	// approve after the step-up; only on Leveled rules.
 	Confirm *Confirm
+
+	// Report makes the rule report-only, for rolling stepgate out on an
+	// app: it is decided as usual, and the decision is logged and counted,
+	// but the request is forwarded whatever it says.
+	Report bool
 }
 
 // Confirm describes how a held transaction is shown to the user for

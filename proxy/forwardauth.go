@@ -154,6 +154,16 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 		return
 	}
 
+	if rule.Report {
+		// Report-only: let it through, with the verdict for the app.
+		ev.action = "forward_auth_" + wouldAction(d)
+		setIdentity(w.Header(), facts)
+		if d.Action != policy.Allow {
+			w.Header().Set(HeaderReport, strings.ReplaceAll(wouldAction(d), "_", "-"))
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	switch d.Action {
 	case policy.Allow:
 		if rule.Confirm != nil && holds(rule, o.Method) {

@@ -25,7 +25,7 @@ var identityHeaders = []string{HeaderSubject, HeaderEmail, HeaderACR, HeaderAMR,
 // sets or reads: the identity headers, and forward-auth's. An ingress in
 // front of stepgate must never pass a client's copy of any of them.
 func GatewayHeaders() []string {
-	return append(slices.Clone(identityHeaders), HeaderAuthLevel, HeaderAuthMode, HeaderSignin, HeaderReason)
+	return append(slices.Clone(identityHeaders), HeaderAuthLevel, HeaderAuthMode, HeaderSignin, HeaderReason, HeaderReport)
 }
 
 // headerFilter recognizes header names that only the gateway may send
@@ -61,6 +61,8 @@ func newHeaderFilter(extra []string) *headerFilter {
 	}
 	// Never forwarded: it only serves an h2c upgrade (threat model case 76).
 	add("Http2-Settings")
+	// Set only by a report-only rule; never a client's.
+	add(HeaderReport)
 	return f
 }
 

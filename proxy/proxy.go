@@ -268,6 +268,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.action = d.Action.String()
 
+	if rule.Report {
+		ev.action = wouldAction(d)
+		if d.Action != policy.Allow {
+			r = r.WithContext(context.WithValue(r.Context(), reportKey{}, strings.ReplaceAll(ev.action, "_", "-")))
+		}
+		h.forward(rec, r, t, facts)
+		return
+	}
 	if rule.Confirm != nil && d.Action != policy.Deny {
 		if len(claimedMethods(r.Header, t.Query)) > 0 {
 			// Which method would the app run? Whatever it is, the user
@@ -368,6 +376,13 @@ func (h *Handler) decide(r *http.Request, t target, extra []*policy.Level, f *po
 	q := policy.Question{Request: t.Request, Claimed: claimedMethods(r.Header, t.Query), Extra: extra}
 	rule, d = h.table.Decide(q, f, now)
 	ev.route, ev.reason = rule.Name, d.Reason
+	if rule.Report {
+		// Report-only: what would have happened is logged and counted, and
+		// the caller forwards the request whatever it is.
+		ev.action = wouldAction(d)
+		h.metrics.decisions.WithLabelValues(rule.Name, ev.action).Inc()
+		return rule, d, true
+	}
 	if d.Action != policy.Deny && (rule.Access != policy.Public || len(extra) > 0) && h.storeStale(now) {
 		ev.reason = "shared store out of touch beyond session.store_grace"
 		h.metrics.decision(rule.Name, 0)
@@ -376,6 +391,24 @@ func (h *Handler) decide(r *http.Request, t target, extra []*policy.Level, f *po
 	h.metrics.decision(rule.Name, d.Action)
 	return rule, d, true
 }
+
+// wouldAction names, for a report-only rule, what the decision would have
+// done: "allow", or "would_login", "would_step_up", "would_deny".
+func wouldAction(d policy.Decision) string {
+	if d.Action == policy.Allow {
+		return "allow"
+	}
+	return "would_" + strings.ReplaceAll(d.Action.String(), "-", "_")
+}
+
+// reportKey carries a report-only rule's X-Stepgate-Report value from
+// ServeHTTP to rewrite in the request's context, where no client can put it.
+type reportKey struct{}
+
+// HeaderReport marks a request that a report-only rule forwarded although
+// it would not have let it through: "would-login", "would-step-up",
+// "would-deny".
+const HeaderReport = "X-Stepgate-Report"
 
 func rejectReason(err error) string {
 	var rej *policy.Rejection
@@ -482,6 +515,9 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	stripOwnCookies(pr.Out.Header, h.sessions.CookieName())
 	for _, name := range identityHeaders {
 		pr.Out.Header[name] = pr.In.Header[name]
+	}
+	if v, ok := pr.In.Context().Value(reportKey{}).(string); ok {
+		pr.Out.Header[HeaderReport] = []string{v}
 	}
 	// An ingress in trusted_proxies keeps its X-Forwarded-For chain, so an
 	// app behind it still sees the client's address; anyone else's is
