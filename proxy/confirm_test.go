@@ -75,24 +75,6 @@ func (fx *flowFixture) sendBody(method, target, body string, hdr map[string]stri
 	return fx.sendBodyTo(fx.h, method, target, body, hdr)
 }
 
-// sendBodyTo is sendBody to another replica h, with the same browser.
-func (fx *flowFixture) sendBodyTo(h http.Handler, method, target, body string, hdr map[string]string) *http.Response {
-	fx.t.Helper()
-	r := httptest.NewRequest(method, target, strings.NewReader(body))
-	r.Host = gatewayURL.Host
-	for k, v := range hdr {
-		r.Header.Set(k, v)
-	}
-	for _, c := range fx.jar.Cookies(gatewayURL) {
-		r.AddCookie(c)
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, r)
-	resp := rec.Result()
-	fx.jar.SetCookies(gatewayURL, resp.Cookies())
-	return resp
-}
-
 // page GETs the confirm page of id and returns its status, body and CSRF token.
 func (fx *flowFixture) page(t *testing.T, id string) (int, string, string) {
 	t.Helper()

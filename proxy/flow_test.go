@@ -139,7 +139,13 @@ var (
 // with it, and what the answer sets goes back into the jar.
 func (fx *flowFixture) send(h http.Handler, method, target string, hdr map[string]string) *http.Response {
 	fx.t.Helper()
-	r := httptest.NewRequest(method, target, nil)
+	return fx.sendBodyTo(h, method, target, "", hdr)
+}
+
+// sendBodyTo is send with a request body, to any replica h.
+func (fx *flowFixture) sendBodyTo(h http.Handler, method, target, body string, hdr map[string]string) *http.Response {
+	fx.t.Helper()
+	r := httptest.NewRequest(method, target, strings.NewReader(body))
 	r.Host = gatewayURL.Host
 	for k, v := range hdr {
 		r.Header.Set(k, v)
