@@ -24,6 +24,7 @@ type Config struct {
 	OIDC    OIDC
 	Session Session
 	Admin   Admin
+	API     *API // nil: bearer tokens are not accepted
 
 	Levels  []*policy.Level // in file order
 	Routes  []policy.Rule   // in file order; first match wins

@@ -36,7 +36,7 @@ const minSecretLen = 32
 var topKeys = []string{
 	"listen", "admin_listen", "upstream", "public_url", "oidc", "session",
 	"levels", "routes", "default", "strip_path_params", "case_insensitive_paths",
-	"insecure_allow_http", "trusted_proxies", "identity_headers", "admin",
+	"insecure_allow_http", "trusted_proxies", "identity_headers", "admin", "api",
 }
 
 // Options change how LoadWith and ParseWith read a file.
@@ -188,6 +188,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	c.OIDC = d.oidc(top["oidc"], root, c.InsecureAllowHTTP)
 	c.Session = d.session(top["session"], root)
 	c.Admin = d.admin(top["admin"])
+	c.API = d.api(top["api"], c.InsecureAllowHTTP)
 
 	levels := d.levels(top["levels"], c)
 	c.Routes = d.routes(top["routes"], levels, c)

@@ -13,7 +13,7 @@ import (
 )
 
 var (
-	routeKeys = []string{"name", "host", "path", "path_regex", "methods", "require", "confirm", "mode"}
+	routeKeys = []string{"name", "host", "path", "path_regex", "methods", "require", "confirm", "mode", "api"}
 	routeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 	// methods a rule may name. HEAD is matched as GET, and CONNECT and
@@ -35,6 +35,9 @@ func (d *decoder) routes(n *yaml.Node, levels map[string]*policy.Level, c *Confi
 		}
 		errs := len(d.errs)
 		r, m := d.route(item, field, levels)
+		if an, ok := m["api"]; ok {
+			d.routeAPIOf(an, join(field, "api"), r.Name, c)
+		}
 		rules = append(rules, r)
 		c.pos.routes = append(c.pos.routes, at(item))
 		rn := routeNodes{item: item, keys: m, field: field, reported: map[string]bool{}}
@@ -44,6 +47,20 @@ func (d *decoder) routes(n *yaml.Node, levels map[string]*policy.Level, c *Confi
 		d.routeNodes = append(d.routeNodes, rn)
 	}
 	return rules
+}
+
+// routeAPIOf records a route's own api settings.
+func (d *decoder) routeAPIOf(n *yaml.Node, field, route string, c *Config) {
+	mode := d.routeAPI(n, field)
+	switch {
+	case c.API == nil:
+		d.errorAt(n, field, "set, but there is no top-level api section", `add api: {audience: "..."} at the top level, or remove this`)
+	case mode != "" && route != "":
+		if c.API.RouteDPoP == nil {
+			c.API.RouteDPoP = map[string]string{}
+		}
+		c.API.RouteDPoP[route] = mode
+	}
 }
 
 // routeNodes is where one route was in the file, to position what
