@@ -142,6 +142,7 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 		Store:           shared,
 		StoreGrace:      cfg.Session.StoreGrace,
 		AdminToken:      cfg.Admin.Token,
+		API:             apiConfig(cfg.API),
 		Logger:          opt.Logger,
 		Now:             opt.Now,
 	})
@@ -167,6 +168,22 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 	g.public = NewServer(cfg.Listen, h)
 	g.adminS = NewServer(cfg.AdminListen, g.admin)
 	return g, nil
+}
+
+// apiConfig is routes.yaml's api section as the proxy takes it.
+func apiConfig(a *config.API) *proxy.APIConfig {
+	if a == nil {
+		return nil
+	}
+	return &proxy.APIConfig{
+		Audience:         a.Audience,
+		Tokens:           a.Tokens,
+		DPoP:             a.DPoP,
+		RouteDPoP:        a.RouteDPoP,
+		CacheTTL:         a.CacheTTL,
+		IntrospectionTTL: a.IntrospectionTTL,
+		CacheSize:        a.CacheSize,
+	}
 }
 
 // NewServer returns an http.Server with every limit stepgate serves with,

@@ -138,7 +138,23 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 	}
 
 	now := h.now()
-	st := h.loadSession(r, now, ev)
+	st, bearer, p := h.authenticate(r, o, now, ev)
+	if p != nil {
+		ev.action, ev.reason = "forward_auth_reject", p.reason
+		switch p.status {
+		case http.StatusServiceUnavailable:
+			// As below: nginx only passes 2xx, 401 and 403 on.
+			w.Header().Set(HeaderReason, ReasonUnavailable)
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+			fail(w, r, http.StatusForbidden, ReasonUnavailable, "The service is briefly unavailable. Try again in a few seconds.")
+		default:
+			// A malformed credential is a 401 here, not a 400, which
+			// nginx would turn into a 500.
+			p.status = http.StatusUnauthorized
+			refuseBearer(w, p)
+		}
+		return
+	}
 	var facts *policy.Facts
 	if st != nil {
 		facts = &st.Facts
@@ -181,6 +197,10 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 			}
 			if d.Action != policy.Allow {
 				ev.action, ev.reason = "forward_auth_step-up", d.Reason
+				if bearer != nil {
+					bearerStepUp(w, bearer.scheme, d)
+					return
+				}
 				signin := h.origin() + loginPath(d.Level, o.returnPath())
 				w.Header().Set(HeaderSignin, signin)
 				challenge(w, d, signin)
@@ -192,6 +212,10 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 		w.WriteHeader(http.StatusOK)
 	case policy.Login, policy.StepUp:
 		ev.action = "forward_auth_" + d.Action.String()
+		if bearer != nil {
+			bearerStepUp(w, bearer.scheme, d)
+			return
+		}
 		signin := h.origin() + loginPath(d.Level, o.returnPath())
 		if isNavigation(o.Method, r) && redirectMode(opts, r.Header) {
 			http.Redirect(w, r, signin, http.StatusFound)

@@ -63,6 +63,9 @@ type Config struct {
 	StoreGrace time.Duration
 	// AdminToken turns on the admin session API on Admin(h); "" leaves it off.
 	AdminToken string
+	// API turns on bearer access tokens; nil leaves Authorization to the
+	// app.
+	API *APIConfig
 
 	Transport http.RoundTripper // optional; defaults to newTransport()
 	Logger    *slog.Logger      // optional; defaults to slog.Default()
@@ -93,6 +96,8 @@ type Handler struct {
 	storeGrace time.Duration
 	adminToken []byte // SHA-256 of Config.AdminToken; nil: no admin API
 	bclLimit   *limiter
+	api        *APIConfig  // nil: tokens are not accepted
+	tokens     *tokenCache // verified tokens; nil when api is
 	stop       context.CancelFunc // ends the follower and the tunnel watch
 }
 
@@ -130,6 +135,17 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.StoreGrace < 0 {
 		return nil, fmt.Errorf("proxy: StoreGrace %v; want zero (the default) or positive", cfg.StoreGrace)
+	}
+	if cfg.API != nil {
+		if cfg.API.Audience == "" {
+			return nil, errors.New("proxy: API.Audience is required")
+		}
+		api := *cfg.API
+		api.CacheTTL = cmp.Or(api.CacheTTL, 5*time.Minute)
+		api.IntrospectionTTL = cmp.Or(api.IntrospectionTTL, 30*time.Second)
+		api.Tokens = cmp.Or(api.Tokens, tokensJWT)
+		api.DPoP = cmp.Or(api.DPoP, dpopOptional)
+		h.api, h.tokens = &api, newTokenCache(cmp.Or(api.CacheSize, 10000))
 	}
 	if cfg.AdminToken != "" {
 		sum := sha256.Sum256([]byte(cfg.AdminToken))
@@ -255,7 +271,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	st := h.loadSession(r, start, &ev)
+	st, bearer, p := h.authenticate(r, t, start, &ev)
+	if p != nil {
+		ev.action = "reject"
+		ev.reason = p.reason
+		refuseBearer(rec, p)
+		return
+	}
 	var facts *policy.Facts
 	if st != nil {
 		facts = &st.Facts
@@ -274,6 +296,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r = r.WithContext(context.WithValue(r.Context(), reportKey{}, strings.ReplaceAll(ev.action, "_", "-")))
 		}
 		h.forward(rec, r, t, facts)
+		return
+	}
+	if bearer != nil && rule.Confirm != nil && holds(rule, t.Method) {
+		// A held transaction is confirmed in the browser of the session
+		// that sent it; a token has no such browser. Refused, not let
+		// through unconfirmed.
+		ev.action, ev.reason = "deny", "confirm route: bearer token"
+		fail(rec, r, http.StatusForbidden, "forbidden", "This request must be confirmed in the browser; it cannot be sent with an access token.")
 		return
 	}
 	if rule.Confirm != nil && d.Action != policy.Deny {
@@ -314,6 +344,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.forward(rec, r, t, facts)
 	case policy.Login, policy.StepUp:
+		if bearer != nil {
+			// Never a redirect: the client gets the challenge, steps up at
+			// the provider itself and comes back with a new token.
+			bearerStepUp(rec, bearer.scheme, d)
+			return
+		}
 		h.needAuth(rec, r, t, d, facts)
 	default:
 		fail(rec, r, http.StatusForbidden, "forbidden", "You do not have access to this page.")

@@ -12,10 +12,17 @@ import (
 
 // acceptsHTML reports whether r comes from a browser that will render a page.
 func acceptsHTML(r *http.Request) bool {
-	if r.Header.Get("X-Requested-With") != "" || strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+	if r.Header.Get("X-Requested-With") != "" || hasTokenCredential(r.Header) {
 		return false
 	}
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// hasTokenCredential reports whether h carries a Bearer or DPoP
+// Authorization: an API client's, never a browser navigation's.
+func hasTokenCredential(h http.Header) bool {
+	scheme, _, _ := strings.Cut(h.Get("Authorization"), " ")
+	return strings.EqualFold(scheme, schemeBearer) || strings.EqualFold(scheme, schemeDPoP)
 }
 
 // isNavigation reports whether r is a browser navigation that may be answered

@@ -1,0 +1,402 @@
+package proxy
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/stepgate/stepgate/dpop"
+	"github.com/stepgate/stepgate/oidc"
+	"github.com/stepgate/stepgate/policy"
+	"github.com/stepgate/stepgate/session"
+)
+
+// APIConfig turns on bearer access tokens (RFC 6750, RFC 9068, RFC 7662,
+// RFC 9449): a request carrying Authorization: Bearer or DPoP is decided on
+// its token alone, whatever cookie it also carries, and is never
+// redirected.
+type APIConfig struct {
+	Audience string
+	// Introspect says how a token is checked: never (JWTs only), always, or
+	// for tokens that are not JWTs (TokensBoth).
+	Tokens string // "jwt", "introspection" or "both"
+	// DPoP is the default for routes that set none; RouteDPoP by rule name.
+	DPoP      string // "off", "optional" or "required"
+	RouteDPoP map[string]string
+
+	CacheTTL, IntrospectionTTL time.Duration
+	CacheSize                  int
+}
+
+// The values of APIConfig.Tokens and DPoP, as routes.yaml spells them.
+const (
+	tokensJWT           = "jwt"
+	tokensIntrospection = "introspection"
+	tokensBoth          = "both"
+	dpopOff             = "off"
+	dpopOptional        = "optional"
+	dpopRequired        = "required"
+)
+
+// maxTokenLen bounds an Authorization credential before anything is done
+// with it. Real access tokens are a few KiB at most.
+const maxTokenLen = 16 << 10
+
+// proofWindow is how far a DPoP proof's iat may be from now (RFC 9449
+// §11.1). A proof's jti is remembered for twice as long, which covers every
+// moment at which it would still be accepted.
+const proofWindow = 60 * time.Second
+
+// dpopAlgs is the algs parameter of DPoP challenges: what proofs may be
+// signed with.
+const dpopAlgs = "ES256 ES384 ES512 PS256 PS384 PS512 RS256 RS384 RS512 EdDSA"
+
+// credential is a request's access token and the scheme it came with.
+type credential struct {
+	scheme string // schemeBearer or schemeDPoP
+	token  string
+}
+
+var errCredential = errors.New("malformed Authorization header")
+
+// credentialOf finds the access token in h. present is false when there is
+// none, including an Authorization of another scheme (Basic, for an app
+// that uses it), which is left to the cookie path. A second Authorization
+// header, or a Bearer or DPoP credential that is not a token68 (RFC 9110
+// §11.4), is an error: which of two tokens would the app read?
+func credentialOf(h http.Header) (c credential, present bool, err error) {
+	vals := h.Values("Authorization")
+	if len(vals) == 0 {
+		return credential{}, false, nil
+	}
+	scheme, token, found := strings.Cut(vals[0], " ")
+	switch {
+	case strings.EqualFold(scheme, schemeBearer):
+		c.scheme = schemeBearer
+	case strings.EqualFold(scheme, schemeDPoP):
+		c.scheme = schemeDPoP
+	default:
+		for _, v := range vals[1:] {
+			if s, _, _ := strings.Cut(v, " "); strings.EqualFold(s, schemeBearer) || strings.EqualFold(s, schemeDPoP) {
+				return credential{}, true, errCredential
+			}
+		}
+		return credential{}, false, nil
+	}
+	token = strings.TrimLeft(token, " ")
+	if len(vals) > 1 || !found || !isToken68(token) || len(token) > maxTokenLen {
+		return credential{scheme: c.scheme}, true, errCredential
+	}
+	c.token = token
+	return c, true, nil
+}
+
+// isToken68 reports whether s is an RFC 9110 token68: 1*( ALPHA / DIGIT /
+// "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isToken68(s string) bool {
+	i := 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
+			break
+		}
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenKey is a token's cache key: its SHA-256, so the cache never holds
+// the token itself.
+type tokenKey [sha256.Size]byte
+
+// cachedToken is a verification result and how long it may be reused.
+type cachedToken struct {
+	tok   *oidc.AccessToken // nil: the token was found inactive
+	until time.Time
+}
+
+// tokenCache remembers verified tokens, so that a bearer request costs a
+// hash and a map lookup, like a cookie, rather than a signature check or a
+// round trip to the provider.
+type tokenCache struct{ c *lru.Cache[tokenKey, cachedToken] }
+
+func newTokenCache(size int) *tokenCache {
+	c, err := lru.New[tokenKey, cachedToken](max(size, 1))
+	if err != nil {
+		panic(err) // only for size < 1, which max prevents
+	}
+	return &tokenCache{c: c}
+}
+
+func (tc *tokenCache) get(k tokenKey, now time.Time) (cachedToken, bool) {
+	e, ok := tc.c.Get(k)
+	if !ok || !now.Before(e.until) {
+		return cachedToken{}, false
+	}
+	return e, true
+}
+
+func (tc *tokenCache) put(k tokenKey, e cachedToken) { tc.c.Add(k, e) }
+
+// bearerProblem is why a bearer request is refused before any decision.
+type bearerProblem struct {
+	status int    // 400, 401 or 503
+	code   string // the RFC 6750 / RFC 9449 error code
+	desc   string // a short, fixed description for the client
+	reason string // for the access line
+	scheme string // the challenge's scheme
+}
+
+var (
+	errNoProvider = errors.New("proxy: the provider has not been discovered yet")
+)
+
+// verifyToken returns what raw says, from the cache when it was verified
+// recently. The error wraps oidc.ErrInvalidToken for a token that is no
+// good, anything else when the provider could not be asked.
+func (h *Handler) verifyToken(ctx context.Context, raw string, now time.Time) (*oidc.AccessToken, tokenKey, error) {
+	key := tokenKey(sha256.Sum256([]byte(raw)))
+	if e, ok := h.tokens.get(key, now); ok {
+		if e.tok == nil {
+			return nil, key, oidc.ErrInvalidToken
+		}
+		return e.tok, key, nil
+	}
+	c := h.oidc.Load()
+	if c == nil {
+		return nil, key, errNoProvider
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	introspect := h.api.Tokens == tokensIntrospection || (h.api.Tokens == tokensBoth && strings.Count(raw, ".") != 2)
+	var (
+		tok *oidc.AccessToken
+		err error
+		ttl = h.api.CacheTTL
+	)
+	if introspect {
+		tok, err = c.Introspect(ctx, raw, h.api.Audience)
+		ttl = h.api.IntrospectionTTL
+		if errors.Is(err, oidc.ErrInvalidToken) {
+			// The provider said inactive: remember that for as long as an
+			// active answer would be, so a client repeating a dead token
+			// does not cost the provider a call each time.
+			h.tokens.put(key, cachedToken{until: now.Add(ttl)})
+		}
+	} else {
+		tok, err = c.VerifyAccessToken(ctx, raw, h.api.Audience)
+	}
+	if err != nil {
+		return nil, key, err
+	}
+	until := now.Add(ttl)
+	if tok.Expires.Before(until) {
+		until = tok.Expires
+	}
+	h.tokens.put(key, cachedToken{tok: tok, until: until})
+	return tok, key, nil
+}
+
+// dpopModes returns which credential kinds every rule the request touches
+// accepts: the rule it matches, and the rules of the methods it also
+// claims (override headers, _method), as decide weighs them all.
+func (h *Handler) dpopAccepts(r *http.Request, t target) (plain, bound bool) {
+	plain, bound = true, true
+	check := func(rule *policy.Rule) {
+		mode := h.api.DPoP
+		if m, ok := h.api.RouteDPoP[rule.Name]; ok {
+			mode = m
+		}
+		switch mode {
+		case dpopOff:
+			bound = false
+		case dpopRequired:
+			plain = false
+		}
+	}
+	check(h.table.Match(t.Request))
+	for _, m := range claimedMethods(r.Header, t.Query) {
+		req := t.Request
+		req.Method = m
+		check(h.table.Match(req))
+	}
+	return plain, bound
+}
+
+// htu is the URL a DPoP proof for t must name (RFC 9449 §4.2): the public
+// scheme, the request's host and the canonical path, without the query.
+func (h *Handler) htu(t target) string {
+	host := t.Host
+	if host == "" {
+		host = h.publicURL.Host
+	}
+	return h.publicURL.Scheme + "://" + host + t.Path
+}
+
+// authenticateBearer checks c's token, and its DPoP proof when it is bound
+// or sent as DPoP, for a request to t whose method is method (in
+// forward-auth, the original request's). It returns the token, or the
+// problem to answer with.
+func (h *Handler) authenticateBearer(r *http.Request, t target, c credential, now time.Time) (*oidc.AccessToken, tokenKey, *bearerProblem) {
+	plain, bound := h.dpopAccepts(r, t)
+	scheme := c.scheme
+	if !plain {
+		scheme = schemeDPoP
+	}
+	invalid := func(desc, reason string) *bearerProblem {
+		return &bearerProblem{status: http.StatusUnauthorized, code: "invalid_token", desc: desc, reason: reason, scheme: scheme}
+	}
+	tok, key, err := h.verifyToken(r.Context(), c.token, now)
+	switch {
+	case errors.Is(err, oidc.ErrInvalidToken):
+		return nil, key, invalid("The access token is not valid.", "bearer: "+err.Error())
+	case err != nil:
+		h.log.Warn("access token could not be checked", "err", err)
+		return nil, key, &bearerProblem{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
+			desc: "The token cannot be checked right now. Try again in a few seconds.", reason: "bearer: provider unavailable", scheme: scheme}
+	case !now.Before(tok.Expires):
+		return nil, key, invalid("The access token has expired.", "bearer: expired")
+	}
+	if h.follower.Revoked("", tok.SID, tok.Facts.Subject, tok.IssuedAt) {
+		return nil, key, invalid("The access token has been revoked.", "bearer: revoked")
+	}
+	switch {
+	case c.scheme == schemeBearer && tok.JKT != "":
+		// RFC 9449 §7.1: a bound token is only ever used with its proof.
+		// Accepting it as a plain bearer token would make the binding
+		// worthless to a thief.
+		return nil, key, invalid("The access token is DPoP-bound; send it with the DPoP scheme and a proof.", "bearer: bound token as Bearer")
+	case c.scheme == schemeDPoP && tok.JKT == "":
+		return nil, key, invalid("The access token is not DPoP-bound.", "bearer: unbound token as DPoP")
+	case c.scheme == schemeBearer && !plain:
+		return nil, key, invalid("This resource requires a DPoP-bound access token.", "bearer: dpop required")
+	case c.scheme == schemeDPoP && !bound:
+		return nil, key, &bearerProblem{status: http.StatusUnauthorized, code: "invalid_token", desc: "This resource does not accept DPoP-bound access tokens.",
+			reason: "bearer: dpop off", scheme: schemeBearer}
+	}
+	if c.scheme == schemeDPoP {
+		if p := h.checkProof(r, t, c.token, tok.JKT, now); p != nil {
+			return nil, key, p
+		}
+	}
+	return tok, key, nil
+}
+
+// checkProof verifies the request's DPoP proof for the bound token and
+// spends its jti, so that a proof seen once, on any replica, is refused.
+func (h *Handler) checkProof(r *http.Request, t target, token, jkt string, now time.Time) *bearerProblem {
+	bad := func(desc, reason string) *bearerProblem {
+		return &bearerProblem{status: http.StatusUnauthorized, code: "invalid_dpop_proof", desc: desc, reason: reason, scheme: schemeDPoP}
+	}
+	proofs := r.Header.Values("DPoP")
+	switch {
+	case len(proofs) == 0:
+		return bad("A DPoP proof is required.", "dpop: no proof")
+	case len(proofs) > 1:
+		return bad("Send exactly one DPoP proof.", "dpop: several proofs")
+	}
+	p, err := dpop.Verify(proofs[0], dpop.Expect{Method: t.Method, URL: h.htu(t), AccessToken: token, JKT: jkt, Now: now, Window: proofWindow})
+	if err != nil {
+		return bad("The DPoP proof is not valid.", "dpop: "+err.Error())
+	}
+	sum := sha256.Sum256([]byte(p.JKT + "\x00" + p.JTI))
+	first, err := h.claim(r.Context(), "dpop:"+base64.RawURLEncoding.EncodeToString(sum[:]), 2*proofWindow)
+	switch {
+	case err != nil:
+		return &bearerProblem{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
+			desc: "The proof cannot be checked right now. Try again in a few seconds.", reason: "dpop: store unavailable", scheme: schemeDPoP}
+	case !first:
+		return bad("The DPoP proof was used before.", "dpop: replayed jti")
+	}
+	return nil
+}
+
+// refuseBearer answers a bearer request refused before any decision.
+func refuseBearer(w http.ResponseWriter, p *bearerProblem) {
+	if p.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, p.status, bearerError{Error: p.code, Description: p.desc})
+		return
+	}
+	c := authChallenge{scheme: p.scheme}
+	c.add("error", p.code)
+	c.add("error_description", p.desc)
+	if p.scheme == schemeDPoP {
+		c.add("algs", dpopAlgs)
+	}
+	w.Header().Set("WWW-Authenticate", c.String())
+	writeJSON(w, p.status, bearerError{Error: p.code, Description: p.desc})
+}
+
+// bearerError is the JSON body of a bearer refusal, in RFC 6749's terms.
+type bearerError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+	Level       string `json:"level,omitempty"`
+}
+
+// bearerStepUp answers a valid token that does not satisfy d's level: 401
+// with the RFC 9470 challenge, in the scheme the token came with.
+func bearerStepUp(w http.ResponseWriter, scheme string, d policy.Decision) {
+	c := stepUpChallenge(scheme, d.Level)
+	if scheme == schemeDPoP {
+		c.add("algs", dpopAlgs)
+	}
+	w.Header().Set("WWW-Authenticate", c.String())
+	body := bearerError{Error: c.params[0].value, Description: c.params[1].value}
+	if d.Level != nil {
+		body.Level = d.Level.Name
+	}
+	writeJSON(w, http.StatusUnauthorized, body)
+}
+
+// tokenState is the session-shaped view of a token, for what works on
+// sessions: revocation of its websocket tunnels, the once record.
+func tokenState(tok *oidc.AccessToken, key tokenKey) *session.State {
+	return &session.State{
+		ID:      "tok:" + base64.RawURLEncoding.EncodeToString(key[:16]),
+		IdPSID:  tok.SID,
+		Facts:   tok.Facts,
+		Issued:  tok.IssuedAt,
+		Expires: tok.Expires,
+	}
+}
+
+// authenticate finds who is asking: the bearer token when the gateway
+// accepts tokens and the request carries one (the cookie is then not
+// looked at: a request is decided on one identity), else the session.
+// bearer is true for a token; p, when set, is the refusal to send.
+func (h *Handler) authenticate(r *http.Request, t target, now time.Time, ev *event) (st *session.State, bearer *credential, p *bearerProblem) {
+	if h.api != nil {
+		c, present, err := credentialOf(r.Header)
+		if present {
+			ev.session = "bearer"
+			if err != nil {
+				return nil, &c, &bearerProblem{status: http.StatusBadRequest, code: "invalid_request",
+					desc: "The Authorization header is malformed.", reason: "bearer: malformed Authorization", scheme: cmp.Or(c.scheme, schemeBearer)}
+			}
+			tok, key, p := h.authenticateBearer(r, t, c, now)
+			if p != nil {
+				return nil, &c, p
+			}
+			ev.subject = tok.Facts.Subject
+			return tokenState(tok, key), &c, nil
+		}
+	}
+	return h.loadSession(r, now, ev), nil, nil
+}
