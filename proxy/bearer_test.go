@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +54,7 @@ func newBearerFixture(t *testing.T, edit func(*APIConfig)) *flowFixture {
 			t.Fatal(err)
 		}
 		c.Table = table
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 		c.Levels = append(c.Levels, mfaOnceAPI, claimsLevel)
 		c.API = &APIConfig{Audience: apiAudience, RouteDPoP: map[string]string{"bound": dpopRequired, "unbound": dpopOff, "unbound-write": dpopRequired}}
 		if edit != nil {
@@ -373,4 +375,49 @@ func TestBearerDPoP(t *testing.T) {
 	wantRefused(t, "bound token, override from a dpop: off rule", fx.bearer("GET", "/unbound/x", "DPoP", bound, override),
 		http.StatusUnauthorized, `Bearer error="invalid_token"`)
 	fx.logOmits(t, bound, plain, ok["DPoP"])
+}
+
+// Forward-auth decides bearer requests as the proxy does: the ingress
+// passes Authorization (and DPoP) with its auth request.
+func TestForwardAuthBearer(t *testing.T) {
+	fx := newBearerFixture(t, nil)
+	ask := func(method, uri, auth string, extra ...string) *http.Response {
+		r := httptest.NewRequest("GET", "/.stepgate/auth", nil)
+		r.RemoteAddr = "10.0.0.7:5555"
+		r.Header.Set("X-Forwarded-Method", method)
+		r.Header.Set("X-Forwarded-Host", gatewayURL.Host)
+		r.Header.Set("X-Forwarded-Uri", uri)
+		r.Header.Set("Accept", "text/html")
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		for i := 0; i+1 < len(extra); i += 2 {
+			r.Header.Set(extra[i], extra[i+1])
+		}
+		rec := httptest.NewRecorder()
+		fx.h.ServeHTTP(rec, r)
+		return rec.Result()
+	}
+	strong, weak := fx.accessToken(nil), fx.accessToken(weakToken)
+	if resp := ask("POST", "/api/transfer", "Bearer "+strong); resp.StatusCode != http.StatusOK || resp.Header.Get(HeaderSubject) != "alice" {
+		t.Errorf("mfa token: %d subject %q; want 200 with the identity headers", resp.StatusCode, resp.Header.Get(HeaderSubject))
+	}
+	// Even with redirect mode and a navigation, a token gets the challenge.
+	resp := ask("GET", "/api/transfer", "Bearer "+weak, HeaderAuthMode, "redirect")
+	wantRefused(t, "weak token", resp, http.StatusUnauthorized,
+		`Bearer error="insufficient_user_authentication", error_description="A different authentication level is required", acr_values="urn:mfa", max_age=900`)
+	wantRefused(t, "bad token", ask("GET", "/api/transfer", "Bearer "+strong+"x"), http.StatusUnauthorized, `Bearer error="invalid_token"`)
+	// nginx turns a 400 into a 500: a malformed credential is a 401 here.
+	wantRefused(t, "malformed", ask("GET", "/api/transfer", "Bearer a b"), http.StatusUnauthorized, `Bearer error="invalid_request"`)
+
+	// DPoP proofs name the original request's URL.
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jkt, _ := dpop.Thumbprint(&jose.JSONWebKey{Key: key.Public()})
+	bound := fx.accessToken(func(_, c map[string]any) { c["cnf"] = map[string]any{"jkt": jkt} })
+	p, _ := dpop.NewProof(key, "POST", gatewayURL.String()+"/api/transfer", bound, time.Now())
+	if resp := ask("POST", "/api/transfer?x=1", "DPoP "+bound, "DPoP", p); resp.StatusCode != http.StatusOK {
+		t.Errorf("bound token with its proof: %d %q; want 200", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	p, _ = dpop.NewProof(key, "POST", gatewayURL.String()+"/.stepgate/auth", bound, time.Now())
+	wantRefused(t, "proof for the auth endpoint", ask("POST", "/api/transfer", "DPoP "+bound, "DPoP", p), http.StatusUnauthorized, `DPoP error="invalid_dpop_proof"`)
 }
