@@ -133,7 +133,9 @@ type cachedToken struct {
 // tokenCache remembers verified tokens, so that a bearer request costs a
 // hash and a map lookup, like a cookie, rather than a signature check or a
 // round trip to the provider.
-type tokenCache struct{ c *lru.Cache[tokenKey, cachedToken] }
+type tokenCache struct {
+	c *lru.Cache[tokenKey, cachedToken]
+}
 
 func newTokenCache(size int) *tokenCache {
 	c, err := lru.New[tokenKey, cachedToken](max(size, 1))

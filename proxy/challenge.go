@@ -20,7 +20,9 @@ type authParam struct {
 	bare        bool // a number, written as a token (RFC 9470's max_age=N)
 }
 
-func (c *authChallenge) add(name, value string) { c.params = append(c.params, authParam{name: name, value: value}) }
+func (c *authChallenge) add(name, value string) {
+	c.params = append(c.params, authParam{name: name, value: value})
+}
 
 func (c *authChallenge) addNumber(name string, n int64) {
 	c.params = append(c.params, authParam{name: name, value: strconv.FormatInt(n, 10), bare: true})

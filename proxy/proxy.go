@@ -96,8 +96,8 @@ type Handler struct {
 	storeGrace time.Duration
 	adminToken []byte // SHA-256 of Config.AdminToken; nil: no admin API
 	bclLimit   *limiter
-	api        *APIConfig  // nil: tokens are not accepted
-	tokens     *tokenCache // verified tokens; nil when api is
+	api        *APIConfig         // nil: tokens are not accepted
+	tokens     *tokenCache        // verified tokens; nil when api is
 	stop       context.CancelFunc // ends the follower and the tunnel watch
 }
 
