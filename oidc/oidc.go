@@ -48,6 +48,9 @@ type Config struct {
 	// PAR says when authorization requests are pushed (RFC 9126): PARAuto
 	// ("" means it too), PARRequired or PAROff.
 	PAR string
+	// IntrospectionURL is the token introspection endpoint (RFC 7662) for
+	// Introspect; "" means discovery's introspection_endpoint.
+	IntrospectionURL string
 }
 
 // The values of Config.PAR.
@@ -79,6 +82,7 @@ type Client struct {
 	now        func() time.Time
 	endSession *url.URL // nil when the provider advertises none
 	par        string   // pushed_authorization_request_endpoint; "" when not pushing
+	introspect introspection
 }
 
 // asymmetricAlgs are the only ID token signing algorithms stepgate accepts.
@@ -172,6 +176,9 @@ type providerMeta struct {
 	AuthMeths  []string `json:"token_endpoint_auth_methods_supported"`
 	PAR        string   `json:"pushed_authorization_request_endpoint"`
 	RequirePAR bool     `json:"require_pushed_authorization_requests"`
+
+	Introspection          string   `json:"introspection_endpoint"`
+	IntrospectionAuthMeths []string `json:"introspection_endpoint_auth_methods_supported"`
 }
 
 func discover(ctx context.Context, cfg Config) (*Client, error) {
@@ -229,6 +236,7 @@ func discover(ctx context.Context, cfg Config) (*Client, error) {
 		httpClient: hc,
 		now:        now,
 		par:        par,
+		introspect: newIntrospection(cfg, m),
 	}
 	for _, a := range algs {
 		c.algs = append(c.algs, jose.SignatureAlgorithm(a))
