@@ -16,7 +16,10 @@
 // unchanged, in the token response.
 //
 // VerifyLogoutToken checks OpenID Connect Back-Channel Logout tokens against
-// the same keys and algorithms as ID tokens.
+// the same keys and algorithms as ID tokens, and so does VerifyAccessToken
+// for the JWT access tokens API clients present (RFC 9068); Introspect asks
+// the provider about the tokens it cannot read (RFC 7662). Both return what
+// a level is judged on (RFC 9470 §6).
 package oidc
 
 import (
