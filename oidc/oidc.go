@@ -16,7 +16,10 @@
 // unchanged, in the token response.
 //
 // VerifyLogoutToken checks OpenID Connect Back-Channel Logout tokens against
-// the same keys and algorithms as ID tokens.
+// the same keys and algorithms as ID tokens, and so does VerifyAccessToken
+// for the JWT access tokens API clients present (RFC 9068); Introspect asks
+// the provider about the tokens it cannot read (RFC 7662). Both return what
+// a level is judged on (RFC 9470 §6).
 package oidc
 
 import (
@@ -48,6 +51,9 @@ type Config struct {
 	// PAR says when authorization requests are pushed (RFC 9126): PARAuto
 	// ("" means it too), PARRequired or PAROff.
 	PAR string
+	// IntrospectionURL is the token introspection endpoint (RFC 7662) for
+	// Introspect; "" means discovery's introspection_endpoint.
+	IntrospectionURL string
 }
 
 // The values of Config.PAR.
@@ -79,6 +85,7 @@ type Client struct {
 	now        func() time.Time
 	endSession *url.URL // nil when the provider advertises none
 	par        string   // pushed_authorization_request_endpoint; "" when not pushing
+	introspect introspection
 }
 
 // asymmetricAlgs are the only ID token signing algorithms stepgate accepts.
@@ -172,6 +179,9 @@ type providerMeta struct {
 	AuthMeths  []string `json:"token_endpoint_auth_methods_supported"`
 	PAR        string   `json:"pushed_authorization_request_endpoint"`
 	RequirePAR bool     `json:"require_pushed_authorization_requests"`
+
+	Introspection          string   `json:"introspection_endpoint"`
+	IntrospectionAuthMeths []string `json:"introspection_endpoint_auth_methods_supported"`
 }
 
 func discover(ctx context.Context, cfg Config) (*Client, error) {
@@ -229,6 +239,7 @@ func discover(ctx context.Context, cfg Config) (*Client, error) {
 		httpClient: hc,
 		now:        now,
 		par:        par,
+		introspect: newIntrospection(cfg, m),
 	}
 	for _, a := range algs {
 		c.algs = append(c.algs, jose.SignatureAlgorithm(a))

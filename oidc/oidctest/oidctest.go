@@ -7,6 +7,11 @@
 // redirects straight back with a code (no user interaction), and a token
 // endpoint that checks client credentials, redirect_uri and PKCE S256.
 //
+// AccessToken issues RFC 9068 JWT access tokens for Audience, and with
+// Options.Introspection an introspection endpoint (RFC 7662) answers for
+// them and for OpaqueToken's tokens; SetIntrospection takes over its
+// answers, and Introspections reports what it was asked.
+//
 // With Options.PAR it also serves a pushed authorization request endpoint
 // (RFC 9126) whose request_uri the authorization endpoint resolves, once,
 // in place of the parameters in the URL; Pushed and Authorized report what
@@ -25,6 +30,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -58,6 +64,26 @@ type Options struct {
 	RequirePAR bool
 	// PARLifetime is the expires_in of pushed requests; default 60s.
 	PARLifetime time.Duration
+
+	// Introspection serves a token introspection endpoint (RFC 7662) at
+	// /introspect and advertises it as introspection_endpoint.
+	Introspection bool
+	// HideIntrospection, with Introspection, serves /introspect but leaves
+	// it out of discovery.
+	HideIntrospection bool
+	// IntrospectionAuthMethods is advertised as
+	// introspection_endpoint_auth_methods_supported, and the endpoint
+	// accepts only these; nil advertises nothing and accepts
+	// client_secret_basic and client_secret_post.
+	IntrospectionAuthMethods []string
+}
+
+// Introspection is one request to the introspection endpoint that passed
+// client authentication: its form (with client_secret when sent that way)
+// and the method, "client_secret_basic" or "client_secret_post".
+type Introspection struct {
+	Form       url.Values
+	AuthMethod string
 }
 
 // RequestURIPrefix starts every request_uri the PAR endpoint issues
@@ -113,6 +139,9 @@ type Server struct {
 	pushedReqs    map[string]pushedRequest // by request_uri, until used or expired
 	pushed        []Pushed
 	authorized    []url.Values
+	issued        map[string]map[string]any // introspection answers, by token
+	introspected  []Introspection
+	introspect    http.HandlerFunc
 }
 
 // authorization is what the authorization endpoint remembers for a code.
@@ -160,6 +189,7 @@ func NewServer(t testing.TB, opts Options) *Server {
 		opts:         opts,
 		codes:        map[string]authorization{},
 		pushedReqs:   map[string]pushedRequest{},
+		issued:       map[string]map[string]any{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.discovery)
@@ -168,6 +198,9 @@ func NewServer(t testing.TB, opts Options) *Server {
 	mux.HandleFunc("POST /token", s.token)
 	if opts.PAR {
 		mux.HandleFunc("POST /par", s.par)
+	}
+	if opts.Introspection {
+		mux.HandleFunc("POST /introspect", s.introspection)
 	}
 	mux.HandleFunc("GET /logout", func(w http.ResponseWriter, r *http.Request) {})
 	ts := httptest.NewServer(mux) // listens on 127.0.0.1
@@ -277,6 +310,12 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.opts.RequirePAR {
 		doc["require_pushed_authorization_requests"] = true
+	}
+	if s.opts.Introspection && !s.opts.HideIntrospection {
+		doc["introspection_endpoint"] = s.URL + "/introspect"
+	}
+	if s.opts.IntrospectionAuthMethods != nil {
+		doc["introspection_endpoint_auth_methods_supported"] = s.opts.IntrospectionAuthMethods
 	}
 	writeJSON(w, http.StatusOK, doc)
 }
@@ -401,6 +440,11 @@ func (s *Server) par(w http.ResponseWriter, r *http.Request) {
 // methods advertised, and returns the method used. On failure it has
 // answered 401 invalid_client.
 func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request) (method string, ok bool) {
+	return s.authenticate(w, r, s.opts.AuthMethods)
+}
+
+// authenticate is authenticateClient accepting methods.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, methods []string) (method string, ok bool) {
 	id, secret, basic := r.BasicAuth()
 	method = "client_secret_basic"
 	if basic {
@@ -410,7 +454,7 @@ func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request) (met
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 		method = "client_secret_post"
 	}
-	if id != s.ClientID || secret != s.ClientSecret || !slices.Contains(s.opts.AuthMethods, method) {
+	if id != s.ClientID || secret != s.ClientSecret || !slices.Contains(methods, method) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
 		return "", false
@@ -511,6 +555,81 @@ const Audience = "https://api.example.test"
 // "openid email", amr ["pwd"] and, when Options.SID is set, sid; the
 // header's typ is "at+jwt".
 func (s *Server) AccessToken(tok Token) (string, error) {
+	claims := s.accessClaims(tok)
+	raw, err := s.sign(tok, "at+jwt", claims)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	s.issued[raw] = claims
+	s.mu.Unlock()
+	return raw, nil
+}
+
+// OpaqueToken returns a random access token that only the introspection
+// endpoint can read: it answers with AccessToken's default claims, edited
+// by claims (if not nil), and "active": true.
+func (s *Server) OpaqueToken(claims func(map[string]any)) string {
+	c := s.accessClaims(Token{Claims: claims})
+	raw := rand.Text()
+	s.mu.Lock()
+	s.issued[raw] = c
+	s.mu.Unlock()
+	return raw
+}
+
+// SetIntrospection makes h answer introspection requests once the client
+// has authenticated (Introspections still records them); nil restores the
+// default answers.
+func (s *Server) SetIntrospection(h http.HandlerFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.introspect = h
+}
+
+// Introspections returns every authenticated introspection request, in
+// order.
+func (s *Server) Introspections() []Introspection {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.introspected)
+}
+
+// introspection is the token introspection endpoint (RFC 7662 §2): for a
+// token AccessToken or OpaqueToken issued, its claims and "active": true;
+// for any other, {"active": false}.
+func (s *Server) introspection(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, "invalid_request", "bad form")
+		return
+	}
+	methods := s.opts.IntrospectionAuthMethods
+	if methods == nil {
+		methods = []string{"client_secret_basic", "client_secret_post"}
+	}
+	method, ok := s.authenticate(w, r, methods)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	s.introspected = append(s.introspected, Introspection{Form: r.PostForm, AuthMethod: method})
+	h := s.introspect
+	claims := s.issued[r.PostForm.Get("token")]
+	s.mu.Unlock()
+	if h != nil {
+		h(w, r)
+		return
+	}
+	resp := map[string]any{"active": false}
+	if claims != nil {
+		resp = maps.Clone(claims)
+		resp["active"] = true
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// accessClaims are the claims of an access token built as tok says.
+func (s *Server) accessClaims(tok Token) map[string]any {
 	now := s.opts.Now().Unix()
 	claims := map[string]any{
 		"iss":       s.URL,
@@ -530,7 +649,7 @@ func (s *Server) AccessToken(tok Token) (string, error) {
 	if tok.Claims != nil {
 		tok.Claims(claims)
 	}
-	return s.sign(tok, "at+jwt", claims)
+	return claims
 }
 
 // LogoutToken returns a back-channel logout token (OIDC Back-Channel Logout
