@@ -154,12 +154,13 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 		handler: h,
 		admin:   proxy.Admin(h),
 		oidc: oidc.Config{
-			Issuer:       cfg.OIDC.Issuer,
-			ClientID:     cfg.OIDC.ClientID,
-			ClientSecret: cfg.OIDC.ClientSecret,
-			RedirectURL:  cfg.PublicURL.String() + "/.stepgate/callback",
-			Scopes:       cfg.OIDC.Scopes,
-			PAR:          cfg.OIDC.PAR,
+			Issuer:           cfg.OIDC.Issuer,
+			ClientID:         cfg.OIDC.ClientID,
+			ClientSecret:     cfg.OIDC.ClientSecret,
+			RedirectURL:      cfg.PublicURL.String() + "/.stepgate/callback",
+			Scopes:           cfg.OIDC.Scopes,
+			PAR:              cfg.OIDC.PAR,
+			IntrospectionURL: introspectionURL(cfg.API),
 		},
 		log:    opt.Logger,
 		opt:    opt,
@@ -311,4 +312,12 @@ func (g *Gateway) discover(ctx context.Context) error {
 	g.handler.SetOIDC(c)
 	g.log.Info("identity provider ready", "issuer", g.oidc.Issuer)
 	return nil
+}
+
+// introspectionURL is api.introspection_url, or "" for discovery's.
+func introspectionURL(a *config.API) string {
+	if a == nil {
+		return ""
+	}
+	return a.IntrospectionURL
 }
