@@ -72,6 +72,10 @@ type Config struct {
 	// require_pushed_authorization_requests and refuses authorization
 	// requests that were not pushed.
 	RequirePAR bool
+	// APIAudience, when set, is the aud of every access token: the
+	// resource server the tokens are for (RFC 9068 §3). Unset, aud is the
+	// client's ID, as op would have it.
+	APIAudience string
 }
 
 // Client is a confidential OAuth client. It authenticates at the token
@@ -85,7 +89,20 @@ type Client struct {
 	// Back-Channel Logout 1.0). It must be an http(s) URL on a loopback
 	// host: devidp connects to nothing else.
 	BackchannelLogoutURI string
+	// AccessToken is the kind of access token the client gets:
+	// AccessTokenJWT (the default, "" too) or AccessTokenOpaque.
+	AccessToken string
 }
+
+// Kinds of access token (Client.AccessToken).
+const (
+	// AccessTokenJWT is an RFC 9068 JWT, header typ at+jwt, signed with
+	// the provider's key and carrying the login's acr, amr and auth_time.
+	AccessTokenJWT = "jwt"
+	// AccessTokenOpaque is a random handle that only introspection (RFC
+	// 7662) and /userinfo can read.
+	AccessTokenOpaque = "opaque"
+)
 
 // User is an account of the login page. TOTPSecret is the base32 RFC 6238
 // secret (SHA-1, 6 digits, 30 s) of the one-time code page; a user without
@@ -134,24 +151,23 @@ func New(cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devidp: generate signing key: %w", err)
 	}
-	// Access tokens and codes are sealed with this key; a fresh one per
-	// Provider means nothing issued survives a restart.
-	var cryptoKey [32]byte
-	rand.Read(cryptoKey[:]) // never fails (crypto/rand, Go ≥ 1.24)
-
 	p := &Provider{
 		issuer: cfg.Issuer, users: users, sso: newSSOStore(), backchannel: newBackchannel(),
 		secure: u.Scheme == "https", showCodes: cfg.ShowCodes,
 		par: cfg.PAR || cfg.RequirePAR, requirePAR: cfg.RequirePAR, pushed: newPushedStore(),
 	}
-	p.store = newStorage(cfg.Issuer, cfg.Clients, &signingKey{id: randomID(), key: rsaKey})
+	p.store, err = newStorage(cfg.Issuer, cfg.APIAudience, cfg.Clients, &signingKey{id: randomID(), key: rsaKey})
+	if err != nil {
+		return nil, err
+	}
 
-	opts := []op.Option{}
+	opts := []op.Option{op.WithCrypto(tokenCrypto{p.store})}
 	if u.Scheme == "http" {
 		opts = append(opts, op.WithAllowInsecure())
 	}
 	p.op, err = op.NewProvider(&op.Config{
-		CryptoKey:      cryptoKey,
+		// No CryptoKey: codes and access tokens are random handles or JWTs
+		// kept in memory (tokenCrypto), so nothing issued survives a restart.
 		CodeMethodS256: true,
 		AuthMethodPost: true, // advertised; the token endpoint accepts basic and post alike
 		// Advertised (Back-Channel Logout §2.1): logout tokens carry sid,
@@ -268,6 +284,11 @@ func checkClients(clients []Client) error {
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
 				errs = append(errs, fmt.Errorf("devidp: clients[%d]: redirect URI %q: want an absolute http(s) URL without fragment", i, ru))
 			}
+		}
+		switch c.AccessToken {
+		case "", AccessTokenJWT, AccessTokenOpaque:
+		default:
+			errs = append(errs, fmt.Errorf("devidp: clients[%d]: AccessToken %q: want %q or %q", i, c.AccessToken, AccessTokenJWT, AccessTokenOpaque))
 		}
 		if b := c.BackchannelLogoutURI; b != "" {
 			if err := checkBackchannelURI(b); err != nil {

@@ -227,9 +227,13 @@ func (p *Provider) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 // grantKey carries a *grant through op's token endpoint to storage.
 type grantKey struct{}
 
-// grant is what AuthRequestByCode learns about the code being redeemed
-// that the token response must carry and op does not.
-type grant struct{ details string }
+// grant is what the token endpoint knows about one token request that op
+// does not: what AuthRequestByCode learns about the code being redeemed that
+// the token response must carry, and the DPoP key the request proved.
+type grant struct {
+	details string
+	jkt     string // RFC 7638 thumbprint of the DPoP proof's key; "" = no proof
+}
 
 // serveToken is op's token endpoint, with the authorization_details of the
 // code's request added to a successful response (RFC 9396 §7).

@@ -27,15 +27,18 @@ const (
 // IDs and guarded by one mutex; values handed to op are copies, so op never
 // sees a login half-written.
 type storage struct {
-	issuer  string
-	clients map[string]*opClient
-	key     *signingKey
+	issuer      string
+	apiAudience string // aud of access tokens; "" = the client's ID
+	clients     map[string]*opClient
+	key         *signingKey
+	atSigner    jose.Signer // signs access tokens with typ at+jwt
 
 	mu       sync.Mutex
 	requests map[string]*authRequest // by ID
 	codes    map[string]codeEntry    // by code, until exchanged
 	spent    map[string]codeEntry    // by code, after exchange, to detect replay
 	tokens   map[string]*accessToken // by token ID
+	byValue  map[string]string       // token ID by the token as issued
 }
 
 type codeEntry struct {
@@ -43,26 +46,48 @@ type codeEntry struct {
 	expires   time.Time
 }
 
+// accessToken is one issued access token and what it says: the login it
+// came from (copied, so it outlives the auth request) and, once minted, the
+// token itself.
 type accessToken struct {
+	id                       string // jti, and op's token ID
 	subject, email, clientID string
 	requestID                string // the auth request it was issued for
-	expires                  time.Time
+	scopes                   []string
+	audience                 []string
+	acr                      string
+	amr                      []string
+	authTime                 time.Time
+	sid                      string
+	jkt                      string // RFC 7638 thumbprint of the DPoP key it is bound to; "" = a bearer token
+	opaque                   bool
+	issued, expires          time.Time
+	value                    string // the token as the client got it; "" until minted
 }
 
-func newStorage(issuer string, clients []Client, key *signingKey) *storage {
+func newStorage(issuer, apiAudience string, clients []Client, key *signingKey) (*storage, error) {
+	signer, err := jose.NewSigner(
+		jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key.key, KeyID: key.id}},
+		(&jose.SignerOptions{}).WithType(accessTokenType))
+	if err != nil {
+		return nil, fmt.Errorf("devidp: access token signer: %w", err)
+	}
 	s := &storage{
-		issuer:   issuer,
-		clients:  make(map[string]*opClient, len(clients)),
-		key:      key,
-		requests: map[string]*authRequest{},
-		codes:    map[string]codeEntry{},
-		spent:    map[string]codeEntry{},
-		tokens:   map[string]*accessToken{},
+		issuer:      issuer,
+		apiAudience: apiAudience,
+		clients:     make(map[string]*opClient, len(clients)),
+		key:         key,
+		atSigner:    signer,
+		requests:    map[string]*authRequest{},
+		codes:       map[string]codeEntry{},
+		spent:       map[string]codeEntry{},
+		tokens:      map[string]*accessToken{},
+		byValue:     map[string]string{},
 	}
 	for _, c := range clients {
 		s.clients[c.ID] = &opClient{Client: c, issuer: issuer}
 	}
-	return s
+	return s, nil
 }
 
 var errUnsupported = errors.New("devidp: only the authorization code flow is supported")
@@ -88,8 +113,16 @@ func (s *storage) sweep(now time.Time) {
 	}
 	for id, t := range s.tokens {
 		if now.After(t.expires) {
-			delete(s.tokens, id)
+			s.dropToken(id)
 		}
+	}
+}
+
+// dropToken forgets a token, revoking it. The caller holds s.mu.
+func (s *storage) dropToken(id string) {
+	if t, ok := s.tokens[id]; ok {
+		delete(s.byValue, t.value)
+		delete(s.tokens, id)
 	}
 }
 
@@ -216,7 +249,7 @@ func (s *storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRe
 	if e, ok := s.spent[code]; ok {
 		for id, t := range s.tokens {
 			if t.requestID == e.requestID {
-				delete(s.tokens, id)
+				s.dropToken(id)
 			}
 		}
 		delete(s.requests, e.requestID)
@@ -248,16 +281,36 @@ func (s *storage) DeleteAuthRequest(_ context.Context, id string) error {
 	return nil
 }
 
-func (s *storage) CreateAccessToken(_ context.Context, tr op.TokenRequest) (string, time.Time, error) {
+// CreateAccessToken records the token op is about to issue, with what
+// the login said; tokenCrypto then mints it (see accesstoken.go).
+func (s *storage) CreateAccessToken(ctx context.Context, tr op.TokenRequest) (string, time.Time, error) {
 	ar, ok := tr.(*authRequest)
 	if !ok {
 		return "", time.Time{}, errUnsupported
 	}
-	id, exp := randomID(), time.Now().Add(tokenTTL)
+	c, ok := s.clients[ar.clientID]
+	if !ok {
+		return "", time.Time{}, fmt.Errorf("devidp: unknown client %q", ar.clientID)
+	}
+	aud := []string{ar.clientID}
+	if s.apiAudience != "" {
+		aud = []string{s.apiAudience}
+	}
+	var jkt string
+	if g, ok := ctx.Value(grantKey{}).(*grant); ok {
+		jkt = g.jkt
+	}
+	now := time.Now()
+	t := &accessToken{
+		id: randomID(), subject: ar.subject, email: ar.email, clientID: ar.clientID, requestID: ar.id,
+		scopes: ar.scopes, audience: aud, acr: ar.acr, amr: ar.amr, authTime: ar.authTime, sid: ar.sid,
+		jkt: jkt, opaque: c.Client.AccessToken == AccessTokenOpaque,
+		issued: now, expires: now.Add(tokenTTL),
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tokens[id] = &accessToken{subject: ar.subject, email: ar.email, clientID: ar.clientID, requestID: ar.id, expires: exp}
-	return id, exp, nil
+	s.tokens[t.id] = t
+	return t.id, t.expires, nil
 }
 
 func (s *storage) CreateAccessAndRefreshTokens(context.Context, op.TokenRequest, string) (string, string, time.Time, error) {
@@ -276,7 +329,7 @@ func (s *storage) RevokeToken(_ context.Context, tokenOrID, _, clientID string) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t, ok := s.tokens[tokenOrID]; ok && t.clientID == clientID {
-		delete(s.tokens, tokenOrID)
+		s.dropToken(tokenOrID)
 	}
 	return nil
 }
@@ -419,7 +472,7 @@ func (a *authRequest) GetSubject() string                    { return a.subject 
 func (a *authRequest) Done() bool                            { return a.done }
 
 // opClient adapts Client to op.Client: a confidential web client, code flow
-// only, JWT access tokens, no clock skew.
+// only, no clock skew.
 type opClient struct {
 	Client
 	issuer string
@@ -440,7 +493,12 @@ func (c *opClient) GrantTypes() []oidc.GrantType { return []oidc.GrantType{oidc.
 func (c *opClient) LoginURL(id string) string {
 	return c.issuer + loginPath + "?authRequestID=" + url.QueryEscape(id)
 }
-func (c *opClient) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeJWT }
+
+// AccessTokenType is bearer for every client, JWT ones too: op then asks
+// its Crypto for the token, and devidp's (tokenCrypto) mints the kind the
+// client wants. op's own JWTs have typ JWT, not RFC 9068's at+jwt.
+func (c *opClient) AccessTokenType() op.AccessTokenType { return op.AccessTokenTypeBearer }
+
 func (c *opClient) IDTokenLifetime() time.Duration       { return tokenTTL }
 func (c *opClient) DevMode() bool                        { return false }
 func (c *opClient) IsScopeAllowed(string) bool           { return false }
