@@ -76,6 +76,9 @@ type Config struct {
 	// resource server the tokens are for (RFC 9068 §3). Unset, aud is the
 	// client's ID, as op would have it.
 	APIAudience string
+	// AccessTokenLifetime is how long access tokens live; 0 is an hour.
+	// Tests set it short to see tokens expire.
+	AccessTokenLifetime time.Duration
 }
 
 // Client is a confidential OAuth client. It authenticates at the token
@@ -92,6 +95,10 @@ type Client struct {
 	// AccessToken is the kind of access token the client gets:
 	// AccessTokenJWT (the default, "" too) or AccessTokenOpaque.
 	AccessToken string
+	// Scopes are the scopes beyond OpenID's (openid, email, profile,
+	// offline_access) that the client may ask for, e.g. an API's
+	// "accounts:read"; others are dropped from the request.
+	Scopes []string
 }
 
 // Kinds of access token (Client.AccessToken).
@@ -142,6 +149,9 @@ func New(cfg Config) (*Provider, error) {
 	if err := checkClients(cfg.Clients); err != nil {
 		return nil, err
 	}
+	if cfg.AccessTokenLifetime < 0 {
+		return nil, fmt.Errorf("devidp: AccessTokenLifetime %v: want 0 (an hour) or more", cfg.AccessTokenLifetime)
+	}
 	users, err := checkUsers(cfg.Users)
 	if err != nil {
 		return nil, err
@@ -156,7 +166,11 @@ func New(cfg Config) (*Provider, error) {
 		secure: u.Scheme == "https", showCodes: cfg.ShowCodes,
 		par: cfg.PAR || cfg.RequirePAR, requirePAR: cfg.RequirePAR, pushed: newPushedStore(),
 	}
-	p.store, err = newStorage(cfg.Issuer, cfg.APIAudience, cfg.Clients, &signingKey{id: randomID(), key: rsaKey})
+	ttl := cfg.AccessTokenLifetime
+	if ttl == 0 {
+		ttl = tokenTTL
+	}
+	p.store, err = newStorage(cfg.Issuer, cfg.APIAudience, ttl, cfg.Clients, &signingKey{id: randomID(), key: rsaKey})
 	if err != nil {
 		return nil, err
 	}
@@ -185,6 +199,7 @@ func New(cfg Config) (*Provider, error) {
 	authorizePath := p.op.AuthorizationEndpoint().Relative()
 	endSessionPath := p.op.EndSessionEndpoint().Relative()
 	tokenPath := p.op.TokenEndpoint().Relative()
+	introspectPath := p.op.IntrospectionEndpoint().Relative()
 	p.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch path := r.URL.Path; {
 		case path == loginPath:
@@ -195,9 +210,11 @@ func New(cfg Config) (*Provider, error) {
 			p.serveAuthorize(w, r)
 		case path == tokenPath:
 			p.serveToken(w, r)
+		case path == introspectPath:
+			p.serveIntrospect(w, r)
 		case path == parPath && p.par:
 			p.servePAR(w, r)
-		case path == oidc.DiscoveryEndpoint && p.par:
+		case path == oidc.DiscoveryEndpoint:
 			p.serveDiscovery(w, r)
 		default:
 			p.op.ServeHTTP(w, r)

@@ -213,10 +213,15 @@ func (p *Provider) resolvePushed(r *http.Request) (_ *http.Request, pushed bool,
 	return rr, true, nil
 }
 
-// serveDiscovery is op's discovery document plus the PAR metadata (RFC
-// 9126 §5).
+// serveDiscovery is op's discovery document plus what devidp serves in
+// front of op: the introspection endpoint's client authentication methods
+// (RFC 8414 §2) and, with Config.PAR, the PAR metadata (RFC 9126 §5).
 func (p *Provider) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	p.extendJSON(w, r, func(doc map[string]json.RawMessage) {
+		doc["introspection_endpoint_auth_methods_supported"] = json.RawMessage(`["client_secret_basic","client_secret_post"]`)
+		if !p.par {
+			return
+		}
 		doc["pushed_authorization_request_endpoint"] = jsonString(p.issuer + parPath)
 		if p.requirePAR {
 			doc["require_pushed_authorization_requests"] = json.RawMessage("true")

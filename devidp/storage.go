@@ -19,7 +19,7 @@ import (
 const (
 	authRequestTTL = 10 * time.Minute // from /authorize to the code exchange
 	codeTTL        = 2 * time.Minute  // from the code's issue to its exchange
-	tokenTTL       = time.Hour        // access and ID tokens
+	tokenTTL       = time.Hour        // ID tokens, and access tokens by default
 	maxPending     = 10000            // bounds memory if something loops on /authorize
 )
 
@@ -28,7 +28,8 @@ const (
 // sees a login half-written.
 type storage struct {
 	issuer      string
-	apiAudience string // aud of access tokens; "" = the client's ID
+	apiAudience string        // aud of access tokens; "" = the client's ID
+	tokenTTL    time.Duration // of access tokens
 	clients     map[string]*opClient
 	key         *signingKey
 	atSigner    jose.Signer // signs access tokens with typ at+jwt
@@ -65,7 +66,7 @@ type accessToken struct {
 	value                    string // the token as the client got it; "" until minted
 }
 
-func newStorage(issuer, apiAudience string, clients []Client, key *signingKey) (*storage, error) {
+func newStorage(issuer, apiAudience string, tokenTTL time.Duration, clients []Client, key *signingKey) (*storage, error) {
 	signer, err := jose.NewSigner(
 		jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key.key, KeyID: key.id}},
 		(&jose.SignerOptions{}).WithType(accessTokenType))
@@ -75,6 +76,7 @@ func newStorage(issuer, apiAudience string, clients []Client, key *signingKey) (
 	s := &storage{
 		issuer:      issuer,
 		apiAudience: apiAudience,
+		tokenTTL:    tokenTTL,
 		clients:     make(map[string]*opClient, len(clients)),
 		key:         key,
 		atSigner:    signer,
@@ -305,7 +307,7 @@ func (s *storage) CreateAccessToken(ctx context.Context, tr op.TokenRequest) (st
 		id: randomID(), subject: ar.subject, email: ar.email, clientID: ar.clientID, requestID: ar.id,
 		scopes: ar.scopes, audience: aud, acr: ar.acr, amr: ar.amr, authTime: ar.authTime, sid: ar.sid,
 		jkt: jkt, opaque: c.Client.AccessToken == AccessTokenOpaque,
-		issued: now, expires: now.Add(tokenTTL),
+		issued: now, expires: now.Add(s.tokenTTL),
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -501,7 +503,7 @@ func (c *opClient) AccessTokenType() op.AccessTokenType { return op.AccessTokenT
 
 func (c *opClient) IDTokenLifetime() time.Duration       { return tokenTTL }
 func (c *opClient) DevMode() bool                        { return false }
-func (c *opClient) IsScopeAllowed(string) bool           { return false }
+func (c *opClient) IsScopeAllowed(s string) bool         { return slices.Contains(c.Client.Scopes, s) }
 func (c *opClient) IDTokenUserinfoClaimsAssertion() bool { return true } // user claims go in the ID token too
 
 // ClockSkew is zero: op subtracts it from auth_time and iat, which would
