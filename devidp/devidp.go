@@ -134,6 +134,7 @@ type Provider struct {
 	par         bool // serve /par and resolve request_uri
 	requirePAR  bool // refuse authorization requests that were not pushed
 	pushed      *pushedStore
+	jtis        *jtiStore // DPoP proofs seen at the token endpoint
 
 	mu       sync.Mutex
 	script   func(Request) Login
@@ -164,7 +165,7 @@ func New(cfg Config) (*Provider, error) {
 	p := &Provider{
 		issuer: cfg.Issuer, users: users, sso: newSSOStore(), backchannel: newBackchannel(),
 		secure: u.Scheme == "https", showCodes: cfg.ShowCodes,
-		par: cfg.PAR || cfg.RequirePAR, requirePAR: cfg.RequirePAR, pushed: newPushedStore(),
+		par: cfg.PAR || cfg.RequirePAR, requirePAR: cfg.RequirePAR, pushed: newPushedStore(), jtis: newJTIStore(),
 	}
 	ttl := cfg.AccessTokenLifetime
 	if ttl == 0 {

@@ -215,10 +215,13 @@ func (p *Provider) resolvePushed(r *http.Request) (_ *http.Request, pushed bool,
 
 // serveDiscovery is op's discovery document plus what devidp serves in
 // front of op: the introspection endpoint's client authentication methods
-// (RFC 8414 §2) and, with Config.PAR, the PAR metadata (RFC 9126 §5).
+// (RFC 8414 §2), DPoP's algorithms and, with Config.PAR, the PAR metadata (RFC 9126 §5).
 func (p *Provider) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	p.extendJSON(w, r, func(doc map[string]json.RawMessage) {
 		doc["introspection_endpoint_auth_methods_supported"] = json.RawMessage(`["client_secret_basic","client_secret_post"]`)
+		if algs, err := json.Marshal(proofAlgNames()); err == nil {
+			doc["dpop_signing_alg_values_supported"] = algs // RFC 9449 §5.1
+		}
 		if !p.par {
 			return
 		}
@@ -240,14 +243,25 @@ type grant struct {
 	jkt     string // RFC 7638 thumbprint of the DPoP proof's key; "" = no proof
 }
 
-// serveToken is op's token endpoint, with the authorization_details of the
-// code's request added to a successful response (RFC 9396 §7).
+// serveToken is op's token endpoint, with a DPoP proof checked first (RFC
+// 9449 §5: a refused proof spends nothing, not even the code), and the
+// response extended: token_type DPoP for a bound token, and the
+// authorization_details of the code's request (RFC 9396 §7).
 func (p *Provider) serveToken(w http.ResponseWriter, r *http.Request) {
-	g := new(grant)
+	jkt, err := p.checkProof(r, time.Now())
+	if err != nil {
+		w.Header().Set("Cache-Control", "no-store")
+		dpopError(w, err)
+		return
+	}
+	g := &grant{jkt: jkt}
 	r = r.WithContext(context.WithValue(r.Context(), grantKey{}, g))
 	p.extendJSON(w, r, func(resp map[string]json.RawMessage) {
 		if g.details != "" {
 			resp["authorization_details"] = json.RawMessage(g.details)
+		}
+		if g.jkt != "" {
+			resp["token_type"] = jsonString("DPoP")
 		}
 	})
 }
