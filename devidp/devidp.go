@@ -99,6 +99,11 @@ type Client struct {
 	// offline_access) that the client may ask for, e.g. an API's
 	// "accounts:read"; others are dropped from the request.
 	Scopes []string
+	// RefreshTokens lets the client use the refresh_token grant: a code
+	// request with offline_access then gets a refresh token. Each refresh
+	// token works once and is replaced (rotation); the tokens it gets say
+	// what the original login said (acr, amr, auth_time, sid).
+	RefreshTokens bool
 }
 
 // Kinds of access token (Client.AccessToken).
@@ -189,6 +194,9 @@ func New(cfg Config) (*Provider, error) {
 		// and ID tokens too.
 		BackChannelLogoutSupported:        true,
 		BackChannelLogoutSessionSupported: true,
+		// The grant is served when a client may use it; op checks each
+		// client's grant types too.
+		GrantTypeRefreshToken: slices.ContainsFunc(cfg.Clients, func(c Client) bool { return c.RefreshTokens }),
 		SupportedScopes: []string{
 			"openid", "email", "profile", "offline_access",
 		},

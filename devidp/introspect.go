@@ -62,8 +62,8 @@ func (p *Provider) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, status, "invalid_request", err.Error())
 		return
 	}
-	// token_type_hint is only a hint (RFC 7662 §2.1); there are no refresh
-	// tokens to look at first.
+	// token_type_hint is only a hint (RFC 7662 §2.1). Only access tokens
+	// are described; a refresh token is for its client alone.
 	writeJSON(w, http.StatusOK, p.store.introspect(r.PostForm.Get("token"), time.Now()))
 }
 
@@ -91,8 +91,8 @@ func (s *storage) introspect(value string, now time.Time) introspection {
 	return in
 }
 
-// endSession revokes the access tokens issued in SSO session sid, as a
-// provider does when the user signs out. A JWT stays valid to whoever
+// endSession revokes the access and refresh tokens issued in SSO session
+// sid, as a provider does when the user signs out. A JWT stays valid to whoever
 // checks only its signature; introspection answers inactive.
 func (s *storage) endSession(sid string) {
 	if sid == "" {
@@ -103,6 +103,11 @@ func (s *storage) endSession(sid string) {
 	for id, t := range s.tokens {
 		if t.sid == sid {
 			s.dropToken(id)
+		}
+	}
+	for v, rt := range s.refresh {
+		if rt.login.sid == sid {
+			delete(s.refresh, v)
 		}
 	}
 }

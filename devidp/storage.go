@@ -20,6 +20,7 @@ const (
 	authRequestTTL = 10 * time.Minute // from /authorize to the code exchange
 	codeTTL        = 2 * time.Minute  // from the code's issue to its exchange
 	tokenTTL       = time.Hour        // ID tokens, and access tokens by default
+	refreshTTL     = 24 * time.Hour   // a refresh token, each one of a rotation
 	maxPending     = 10000            // bounds memory if something loops on /authorize
 )
 
@@ -35,11 +36,19 @@ type storage struct {
 	atSigner    jose.Signer // signs access tokens with typ at+jwt
 
 	mu       sync.Mutex
-	requests map[string]*authRequest // by ID
-	codes    map[string]codeEntry    // by code, until exchanged
-	spent    map[string]codeEntry    // by code, after exchange, to detect replay
-	tokens   map[string]*accessToken // by token ID
-	byValue  map[string]string       // token ID by the token as issued
+	requests map[string]*authRequest  // by ID
+	codes    map[string]codeEntry     // by code, until exchanged
+	spent    map[string]codeEntry     // by code, after exchange, to detect replay
+	tokens   map[string]*accessToken  // by token ID
+	byValue  map[string]string        // token ID by the token as issued
+	refresh  map[string]*refreshToken // by the token as issued
+}
+
+// refreshToken is a refresh token: the login it continues, frozen, so that
+// what it gets never says more than that login did.
+type refreshToken struct {
+	login   *authRequest // a copy of the completed auth request
+	expires time.Time
 }
 
 type codeEntry struct {
@@ -85,6 +94,7 @@ func newStorage(issuer, apiAudience string, tokenTTL time.Duration, clients []Cl
 		spent:       map[string]codeEntry{},
 		tokens:      map[string]*accessToken{},
 		byValue:     map[string]string{},
+		refresh:     map[string]*refreshToken{},
 	}
 	for _, c := range clients {
 		s.clients[c.ID] = &opClient{Client: c, issuer: issuer}
@@ -116,6 +126,11 @@ func (s *storage) sweep(now time.Time) {
 	for id, t := range s.tokens {
 		if now.After(t.expires) {
 			s.dropToken(id)
+		}
+	}
+	for v, rt := range s.refresh {
+		if now.After(rt.expires) {
+			delete(s.refresh, v)
 		}
 	}
 }
@@ -254,6 +269,11 @@ func (s *storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRe
 				s.dropToken(id)
 			}
 		}
+		for v, rt := range s.refresh {
+			if rt.login.id == e.requestID {
+				delete(s.refresh, v)
+			}
+		}
 		delete(s.requests, e.requestID)
 		return nil, errors.New("devidp: code already used; its tokens are revoked")
 	}
@@ -290,9 +310,20 @@ func (s *storage) CreateAccessToken(ctx context.Context, tr op.TokenRequest) (st
 	if !ok {
 		return "", time.Time{}, errUnsupported
 	}
+	t, err := s.newAccessToken(ctx, ar)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens[t.id] = t
+	return t.id, t.expires, nil
+}
+
+func (s *storage) newAccessToken(ctx context.Context, ar *authRequest) (*accessToken, error) {
 	c, ok := s.clients[ar.clientID]
 	if !ok {
-		return "", time.Time{}, fmt.Errorf("devidp: unknown client %q", ar.clientID)
+		return nil, fmt.Errorf("devidp: unknown client %q", ar.clientID)
 	}
 	aud := []string{ar.clientID}
 	if s.apiAudience != "" {
@@ -303,41 +334,82 @@ func (s *storage) CreateAccessToken(ctx context.Context, tr op.TokenRequest) (st
 		jkt = g.jkt
 	}
 	now := time.Now()
-	t := &accessToken{
+	return &accessToken{
 		id: randomID(), subject: ar.subject, email: ar.email, clientID: ar.clientID, requestID: ar.id,
 		scopes: ar.scopes, audience: aud, acr: ar.acr, amr: ar.amr, authTime: ar.authTime, sid: ar.sid,
 		jkt: jkt, opaque: c.Client.AccessToken == AccessTokenOpaque,
 		issued: now, expires: now.Add(s.tokenTTL),
+	}, nil
+}
+
+// CreateAccessAndRefreshTokens is CreateAccessToken plus a refresh token,
+// for a code request with offline_access (current "") or a refresh grant,
+// which spends current: refresh tokens rotate (RFC 9700 §4.14.2).
+func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, tr op.TokenRequest, current string) (string, string, time.Time, error) {
+	ar, ok := tr.(*authRequest)
+	if !ok {
+		return "", "", time.Time{}, errUnsupported
 	}
+	t, err := s.newAccessToken(ctx, ar)
+	if err != nil {
+		return "", "", time.Time{}, err
+	}
+	value := randomToken()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if current != "" {
+		if _, ok := s.refresh[current]; !ok {
+			// Spent by a concurrent request between op's lookup and now.
+			return "", "", time.Time{}, op.ErrInvalidRefreshToken
+		}
+		delete(s.refresh, current)
+	}
 	s.tokens[t.id] = t
-	return t.id, t.expires, nil
+	s.refresh[value] = &refreshToken{login: ar.copy(), expires: time.Now().Add(refreshTTL)}
+	return t.id, value, t.expires, nil
 }
 
-func (s *storage) CreateAccessAndRefreshTokens(context.Context, op.TokenRequest, string) (string, string, time.Time, error) {
-	return "", "", time.Time{}, oidc.ErrUnsupportedGrantType().WithDescription("devidp: refresh tokens are not supported")
-}
-
-func (s *storage) TokenRequestByRefreshToken(context.Context, string) (op.RefreshTokenRequest, error) {
-	return nil, op.ErrInvalidRefreshToken
+// TokenRequestByRefreshToken returns the login a live refresh token
+// continues, as the auth request it came from: op then issues tokens with
+// that login's acr, amr, auth_time and sid, and no nonce (OIDC Core §12.2).
+func (s *storage) TokenRequestByRefreshToken(_ context.Context, value string) (op.RefreshTokenRequest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt, ok := s.refresh[value]
+	if !ok || !time.Now().Before(rt.expires) {
+		return nil, op.ErrInvalidRefreshToken
+	}
+	ar := rt.login.copy()
+	ar.nonce = ""
+	return ar, nil
 }
 
 func (s *storage) TerminateSession(context.Context, string, string) error { return nil }
 
-// RevokeToken revokes access tokens; refresh tokens do not exist. Unknown
-// tokens are not an error (RFC 7009 §2.2).
+// RevokeToken revokes an access token (op passes its ID) or a refresh
+// token of clientID. Unknown tokens are not an error (RFC 7009 §2.2).
 func (s *storage) RevokeToken(_ context.Context, tokenOrID, _, clientID string) *oidc.Error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t, ok := s.tokens[tokenOrID]; ok && t.clientID == clientID {
 		s.dropToken(tokenOrID)
 	}
+	if rt, ok := s.refresh[tokenOrID]; ok && rt.login.clientID == clientID {
+		delete(s.refresh, tokenOrID)
+	}
 	return nil
 }
 
-func (s *storage) GetRefreshTokenInfo(context.Context, string, string) (string, string, error) {
-	return "", "", op.ErrInvalidRefreshToken
+// GetRefreshTokenInfo is how op's revocation endpoint recognises a
+// refresh token; the token itself is its ID.
+func (s *storage) GetRefreshTokenInfo(_ context.Context, clientID, value string) (string, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt, ok := s.refresh[value]
+	if !ok || rt.login.clientID != clientID {
+		return "", "", op.ErrInvalidRefreshToken
+	}
+	return rt.login.subject, value, nil
 }
 
 func (s *storage) SigningKey(context.Context) (op.SigningKey, error) { return s.key, nil }
@@ -473,6 +545,10 @@ func (a *authRequest) GetState() string                      { return a.state }
 func (a *authRequest) GetSubject() string                    { return a.subject }
 func (a *authRequest) Done() bool                            { return a.done }
 
+// SetCurrentScopes narrows a refresh grant to the scopes it asked for
+// (op.RefreshTokenRequest); a is a copy made for that grant.
+func (a *authRequest) SetCurrentScopes(scopes []string) { a.scopes = scopes }
+
 // opClient adapts Client to op.Client: a confidential web client, code flow
 // only, no clock skew.
 type opClient struct {
@@ -491,7 +567,12 @@ func (c *opClient) AuthMethod() oidc.AuthMethod { return oidc.AuthMethodBasic }
 func (c *opClient) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
-func (c *opClient) GrantTypes() []oidc.GrantType { return []oidc.GrantType{oidc.GrantTypeCode} }
+func (c *opClient) GrantTypes() []oidc.GrantType {
+	if c.Client.RefreshTokens {
+		return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+	}
+	return []oidc.GrantType{oidc.GrantTypeCode}
+}
 func (c *opClient) LoginURL(id string) string {
 	return c.issuer + loginPath + "?authRequestID=" + url.QueryEscape(id)
 }
