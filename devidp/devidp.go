@@ -7,7 +7,17 @@
 // rather than op's example storage, which drops acr_values, hard-codes acr
 // and amr and ships working demo credentials. Only the authorization code
 // flow with PKCE (S256) for confidential clients (client_secret_basic or
-// client_secret_post) is supported; other flows and grants get errors.
+// client_secret_post) is supported, plus refresh tokens for clients with
+// Client.RefreshTokens and, for a person at a terminal, Client.CLI; other
+// flows and grants get errors.
+//
+// Access tokens are RFC 9068 JWTs (header typ at+jwt) carrying the login's
+// acr, amr, auth_time and sid, with aud Config.APIAudience, or opaque
+// handles (Client.AccessToken). The introspection endpoint (RFC 7662)
+// describes both, with RFC 9470's acr, amr and auth_time. A token request
+// with a DPoP proof (RFC 9449) gets a token bound to the proof's key
+// (cnf.jkt, token_type DPoP). Package devidptest gets tokens from a
+// running devidp and makes DPoP proofs.
 //
 // Each login is decided either by a script (SetScript), which completes
 // /authorize at once with the acr, amr and auth_time the test chose, or by a
@@ -104,7 +114,17 @@ type Client struct {
 	// token works once and is replaced (rotation); the tokens it gets say
 	// what the original login said (acr, amr, auth_time, sid).
 	RefreshTokens bool
+	// CLI makes this a client for a person at a terminal, as in a curl
+	// walk-through: its redirect URI is devidp's own page at CLICodePath,
+	// which shows the code to copy (added to RedirectURIs, which may be
+	// empty), and PKCE is optional, so the code is redeemed with the
+	// secret alone (curl -u id:secret -d grant_type=authorization_code …).
+	// A code_challenge, if sent, must still be S256 and is checked.
+	CLI bool
 }
+
+// CLICodePath is where devidp shows a CLI client's code (Client.CLI).
+const CLICodePath = "/cli/code"
 
 // Kinds of access token (Client.AccessToken).
 const (
@@ -209,6 +229,7 @@ func New(cfg Config) (*Provider, error) {
 	endSessionPath := p.op.EndSessionEndpoint().Relative()
 	tokenPath := p.op.TokenEndpoint().Relative()
 	introspectPath := p.op.IntrospectionEndpoint().Relative()
+	cli := slices.ContainsFunc(cfg.Clients, func(c Client) bool { return c.CLI })
 	p.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch path := r.URL.Path; {
 		case path == loginPath:
@@ -221,6 +242,8 @@ func New(cfg Config) (*Provider, error) {
 			p.serveToken(w, r)
 		case path == introspectPath:
 			p.serveIntrospect(w, r)
+		case path == CLICodePath && cli:
+			p.serveCLICode(w, r)
 		case path == parPath && p.par:
 			p.servePAR(w, r)
 		case path == oidc.DiscoveryEndpoint:
@@ -302,7 +325,7 @@ func checkClients(clients []Client) error {
 		if c.Secret == "" {
 			errs = append(errs, fmt.Errorf("devidp: clients[%d]: empty Secret; only confidential clients are supported", i))
 		}
-		if len(c.RedirectURIs) == 0 {
+		if len(c.RedirectURIs) == 0 && !c.CLI {
 			errs = append(errs, fmt.Errorf("devidp: clients[%d]: no RedirectURIs", i))
 		}
 		for _, ru := range c.RedirectURIs {

@@ -97,6 +97,9 @@ func newStorage(issuer, apiAudience string, tokenTTL time.Duration, clients []Cl
 		refresh:     map[string]*refreshToken{},
 	}
 	for _, c := range clients {
+		if c.CLI {
+			c.RedirectURIs = append(slices.Clip(c.RedirectURIs), issuer+CLICodePath)
+		}
 		s.clients[c.ID] = &opClient{Client: c, issuer: issuer}
 	}
 	return s, nil
@@ -144,14 +147,21 @@ func (s *storage) dropToken(id string) {
 }
 
 // CreateAuthRequest stores a request that op has checked against its client
-// (redirect_uri, response_type, scopes; opClient allows only code). devidp adds what op leaves optional:
-// the openid scope and PKCE with S256.
+// (redirect_uri, response_type, scopes; opClient allows only code). devidp
+// adds what op leaves optional: the openid scope and PKCE with S256 (which
+// a CLI client may leave out, but not weaken).
 func (s *storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
 	if !slices.Contains(r.Scopes, oidc.ScopeOpenID) {
 		return nil, oidc.ErrInvalidScope().WithDescription("devidp: scope must include openid")
 	}
-	if r.CodeChallenge == "" || r.CodeChallengeMethod != oidc.CodeChallengeMethodS256 {
+	var challenge *oidc.CodeChallenge
+	switch c, known := s.clients[r.ClientID]; {
+	case r.CodeChallenge == "" && r.CodeChallengeMethod == "" && known && c.Client.CLI:
+		// No PKCE: the person at the terminal redeems the code with the secret.
+	case r.CodeChallenge == "" || r.CodeChallengeMethod != oidc.CodeChallengeMethodS256:
 		return nil, oidc.ErrInvalidRequest().WithDescription("devidp: PKCE with code_challenge_method=S256 is required")
+	default:
+		challenge = &oidc.CodeChallenge{Challenge: r.CodeChallenge, Method: r.CodeChallengeMethod}
 	}
 	sent, ok := ctx.Value(requestKey{}).(Request)
 	if !ok {
@@ -182,7 +192,7 @@ func (s *storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, _ 
 		scopes:       slices.Clone(r.Scopes),
 		responseType: r.ResponseType,
 		responseMode: r.ResponseMode,
-		challenge:    &oidc.CodeChallenge{Challenge: r.CodeChallenge, Method: r.CodeChallengeMethod},
+		challenge:    challenge,
 		sent:         sent,
 	}
 	s.requests[ar.id] = ar
