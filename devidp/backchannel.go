@@ -121,13 +121,15 @@ func (p *Provider) SignOut(subject string) int {
 	return len(ended)
 }
 
-// loggedOut starts a delivery to every client of each ended session that
-// has a back-channel logout URI. It does not wait for them.
+// loggedOut revokes the access tokens of each ended session and starts a
+// delivery to every client of it that has a back-channel logout URI. It
+// does not wait for the deliveries.
 func (p *Provider) loggedOut(ended ...*ssoSession) {
 	for _, ss := range ended {
 		if ss == nil || ss.id == "" {
 			continue
 		}
+		p.store.endSession(ss.id)
 		for _, id := range ss.clients {
 			if c, ok := p.store.clients[id]; ok && c.BackchannelLogoutURI != "" {
 				p.backchannel.send(p.store, LogoutDelivery{ClientID: id, URI: c.BackchannelLogoutURI, SID: ss.id, Subject: ss.subject})

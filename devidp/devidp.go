@@ -7,7 +7,17 @@
 // rather than op's example storage, which drops acr_values, hard-codes acr
 // and amr and ships working demo credentials. Only the authorization code
 // flow with PKCE (S256) for confidential clients (client_secret_basic or
-// client_secret_post) is supported; other flows and grants get errors.
+// client_secret_post) is supported, plus refresh tokens for clients with
+// Client.RefreshTokens and, for a person at a terminal, Client.CLI; other
+// flows and grants get errors.
+//
+// Access tokens are RFC 9068 JWTs (header typ at+jwt) carrying the login's
+// acr, amr, auth_time and sid, with aud Config.APIAudience, or opaque
+// handles (Client.AccessToken). The introspection endpoint (RFC 7662)
+// describes both, with RFC 9470's acr, amr and auth_time. A token request
+// with a DPoP proof (RFC 9449) gets a token bound to the proof's key
+// (cnf.jkt, token_type DPoP). Package devidptest gets tokens from a
+// running devidp and makes DPoP proofs.
 //
 // Each login is decided either by a script (SetScript), which completes
 // /authorize at once with the acr, amr and auth_time the test chose, or by a
@@ -72,6 +82,13 @@ type Config struct {
 	// require_pushed_authorization_requests and refuses authorization
 	// requests that were not pushed.
 	RequirePAR bool
+	// APIAudience, when set, is the aud of every access token: the
+	// resource server the tokens are for (RFC 9068 §3). Unset, aud is the
+	// client's ID, as op would have it.
+	APIAudience string
+	// AccessTokenLifetime is how long access tokens live; 0 is an hour.
+	// Tests set it short to see tokens expire.
+	AccessTokenLifetime time.Duration
 }
 
 // Client is a confidential OAuth client. It authenticates at the token
@@ -85,7 +102,39 @@ type Client struct {
 	// Back-Channel Logout 1.0). It must be an http(s) URL on a loopback
 	// host: devidp connects to nothing else.
 	BackchannelLogoutURI string
+	// AccessToken is the kind of access token the client gets:
+	// AccessTokenJWT (the default, "" too) or AccessTokenOpaque.
+	AccessToken string
+	// Scopes are the scopes beyond OpenID's (openid, email, profile,
+	// offline_access) that the client may ask for, e.g. an API's
+	// "accounts:read"; others are dropped from the request.
+	Scopes []string
+	// RefreshTokens lets the client use the refresh_token grant: a code
+	// request with offline_access then gets a refresh token. Each refresh
+	// token works once and is replaced (rotation); the tokens it gets say
+	// what the original login said (acr, amr, auth_time, sid).
+	RefreshTokens bool
+	// CLI makes this a client for a person at a terminal, as in a curl
+	// walk-through: its redirect URI is devidp's own page at CLICodePath,
+	// which shows the code to copy (added to RedirectURIs, which may be
+	// empty), and PKCE is optional, so the code is redeemed with the
+	// secret alone (curl -u id:secret -d grant_type=authorization_code …).
+	// A code_challenge, if sent, must still be S256 and is checked.
+	CLI bool
 }
+
+// CLICodePath is where devidp shows a CLI client's code (Client.CLI).
+const CLICodePath = "/cli/code"
+
+// Kinds of access token (Client.AccessToken).
+const (
+	// AccessTokenJWT is an RFC 9068 JWT, header typ at+jwt, signed with
+	// the provider's key and carrying the login's acr, amr and auth_time.
+	AccessTokenJWT = "jwt"
+	// AccessTokenOpaque is a random handle that only introspection (RFC
+	// 7662) and /userinfo can read.
+	AccessTokenOpaque = "opaque"
+)
 
 // User is an account of the login page. TOTPSecret is the base32 RFC 6238
 // secret (SHA-1, 6 digits, 30 s) of the one-time code page; a user without
@@ -110,6 +159,7 @@ type Provider struct {
 	par         bool // serve /par and resolve request_uri
 	requirePAR  bool // refuse authorization requests that were not pushed
 	pushed      *pushedStore
+	jtis        *jtiStore // DPoP proofs seen at the token endpoint
 
 	mu       sync.Mutex
 	script   func(Request) Login
@@ -125,6 +175,9 @@ func New(cfg Config) (*Provider, error) {
 	if err := checkClients(cfg.Clients); err != nil {
 		return nil, err
 	}
+	if cfg.AccessTokenLifetime < 0 {
+		return nil, fmt.Errorf("devidp: AccessTokenLifetime %v: want 0 (an hour) or more", cfg.AccessTokenLifetime)
+	}
 	users, err := checkUsers(cfg.Users)
 	if err != nil {
 		return nil, err
@@ -134,30 +187,36 @@ func New(cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devidp: generate signing key: %w", err)
 	}
-	// Access tokens and codes are sealed with this key; a fresh one per
-	// Provider means nothing issued survives a restart.
-	var cryptoKey [32]byte
-	rand.Read(cryptoKey[:]) // never fails (crypto/rand, Go ≥ 1.24)
-
 	p := &Provider{
 		issuer: cfg.Issuer, users: users, sso: newSSOStore(), backchannel: newBackchannel(),
 		secure: u.Scheme == "https", showCodes: cfg.ShowCodes,
-		par: cfg.PAR || cfg.RequirePAR, requirePAR: cfg.RequirePAR, pushed: newPushedStore(),
+		par: cfg.PAR || cfg.RequirePAR, requirePAR: cfg.RequirePAR, pushed: newPushedStore(), jtis: newJTIStore(),
 	}
-	p.store = newStorage(cfg.Issuer, cfg.Clients, &signingKey{id: randomID(), key: rsaKey})
+	ttl := cfg.AccessTokenLifetime
+	if ttl == 0 {
+		ttl = tokenTTL
+	}
+	p.store, err = newStorage(cfg.Issuer, cfg.APIAudience, ttl, cfg.Clients, &signingKey{id: randomID(), key: rsaKey})
+	if err != nil {
+		return nil, err
+	}
 
-	opts := []op.Option{}
+	opts := []op.Option{op.WithCrypto(tokenCrypto{p.store})}
 	if u.Scheme == "http" {
 		opts = append(opts, op.WithAllowInsecure())
 	}
 	p.op, err = op.NewProvider(&op.Config{
-		CryptoKey:      cryptoKey,
+		// No CryptoKey: codes and access tokens are random handles or JWTs
+		// kept in memory (tokenCrypto), so nothing issued survives a restart.
 		CodeMethodS256: true,
 		AuthMethodPost: true, // advertised; the token endpoint accepts basic and post alike
 		// Advertised (Back-Channel Logout §2.1): logout tokens carry sid,
 		// and ID tokens too.
 		BackChannelLogoutSupported:        true,
 		BackChannelLogoutSessionSupported: true,
+		// The grant is served when a client may use it; op checks each
+		// client's grant types too.
+		GrantTypeRefreshToken: slices.ContainsFunc(cfg.Clients, func(c Client) bool { return c.RefreshTokens }),
 		SupportedScopes: []string{
 			"openid", "email", "profile", "offline_access",
 		},
@@ -169,6 +228,8 @@ func New(cfg Config) (*Provider, error) {
 	authorizePath := p.op.AuthorizationEndpoint().Relative()
 	endSessionPath := p.op.EndSessionEndpoint().Relative()
 	tokenPath := p.op.TokenEndpoint().Relative()
+	introspectPath := p.op.IntrospectionEndpoint().Relative()
+	cli := slices.ContainsFunc(cfg.Clients, func(c Client) bool { return c.CLI })
 	p.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch path := r.URL.Path; {
 		case path == loginPath:
@@ -179,9 +240,13 @@ func New(cfg Config) (*Provider, error) {
 			p.serveAuthorize(w, r)
 		case path == tokenPath:
 			p.serveToken(w, r)
+		case path == introspectPath:
+			p.serveIntrospect(w, r)
+		case path == CLICodePath && cli:
+			p.serveCLICode(w, r)
 		case path == parPath && p.par:
 			p.servePAR(w, r)
-		case path == oidc.DiscoveryEndpoint && p.par:
+		case path == oidc.DiscoveryEndpoint:
 			p.serveDiscovery(w, r)
 		default:
 			p.op.ServeHTTP(w, r)
@@ -260,7 +325,7 @@ func checkClients(clients []Client) error {
 		if c.Secret == "" {
 			errs = append(errs, fmt.Errorf("devidp: clients[%d]: empty Secret; only confidential clients are supported", i))
 		}
-		if len(c.RedirectURIs) == 0 {
+		if len(c.RedirectURIs) == 0 && !c.CLI {
 			errs = append(errs, fmt.Errorf("devidp: clients[%d]: no RedirectURIs", i))
 		}
 		for _, ru := range c.RedirectURIs {
@@ -268,6 +333,11 @@ func checkClients(clients []Client) error {
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
 				errs = append(errs, fmt.Errorf("devidp: clients[%d]: redirect URI %q: want an absolute http(s) URL without fragment", i, ru))
 			}
+		}
+		switch c.AccessToken {
+		case "", AccessTokenJWT, AccessTokenOpaque:
+		default:
+			errs = append(errs, fmt.Errorf("devidp: clients[%d]: AccessToken %q: want %q or %q", i, c.AccessToken, AccessTokenJWT, AccessTokenOpaque))
 		}
 		if b := c.BackchannelLogoutURI; b != "" {
 			if err := checkBackchannelURI(b); err != nil {

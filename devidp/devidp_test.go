@@ -419,7 +419,7 @@ func TestUnsupportedGrants(t *testing.T) {
 		})
 	}
 
-	t.Run("offline_access gets no refresh token", func(t *testing.T) {
+	t.Run("offline_access gets no refresh token without Client.RefreshTokens", func(t *testing.T) {
 		f := e.newFlow(oauth2.AuthStyleInHeader)
 		f.conf.Scopes = append(f.conf.Scopes, gooidc.ScopeOfflineAccess)
 		tok, err := f.exchange(t.Context(), callback(t, browser(t), f.authURL()).Get("code"))

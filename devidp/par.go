@@ -213,10 +213,18 @@ func (p *Provider) resolvePushed(r *http.Request) (_ *http.Request, pushed bool,
 	return rr, true, nil
 }
 
-// serveDiscovery is op's discovery document plus the PAR metadata (RFC
-// 9126 §5).
+// serveDiscovery is op's discovery document plus what devidp serves in
+// front of op: the introspection endpoint's client authentication methods
+// (RFC 8414 §2), DPoP's algorithms and, with Config.PAR, the PAR metadata (RFC 9126 §5).
 func (p *Provider) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	p.extendJSON(w, r, func(doc map[string]json.RawMessage) {
+		doc["introspection_endpoint_auth_methods_supported"] = json.RawMessage(`["client_secret_basic","client_secret_post"]`)
+		if algs, err := json.Marshal(proofAlgNames()); err == nil {
+			doc["dpop_signing_alg_values_supported"] = algs // RFC 9449 §5.1
+		}
+		if !p.par {
+			return
+		}
 		doc["pushed_authorization_request_endpoint"] = jsonString(p.issuer + parPath)
 		if p.requirePAR {
 			doc["require_pushed_authorization_requests"] = json.RawMessage("true")
@@ -227,18 +235,33 @@ func (p *Provider) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 // grantKey carries a *grant through op's token endpoint to storage.
 type grantKey struct{}
 
-// grant is what AuthRequestByCode learns about the code being redeemed
-// that the token response must carry and op does not.
-type grant struct{ details string }
+// grant is what the token endpoint knows about one token request that op
+// does not: what AuthRequestByCode learns about the code being redeemed that
+// the token response must carry, and the DPoP key the request proved.
+type grant struct {
+	details string
+	jkt     string // RFC 7638 thumbprint of the DPoP proof's key; "" = no proof
+}
 
-// serveToken is op's token endpoint, with the authorization_details of the
-// code's request added to a successful response (RFC 9396 §7).
+// serveToken is op's token endpoint, with a DPoP proof checked first (RFC
+// 9449 §5: a refused proof spends nothing, not even the code), and the
+// response extended: token_type DPoP for a bound token, and the
+// authorization_details of the code's request (RFC 9396 §7).
 func (p *Provider) serveToken(w http.ResponseWriter, r *http.Request) {
-	g := new(grant)
+	jkt, err := p.checkProof(r, time.Now())
+	if err != nil {
+		w.Header().Set("Cache-Control", "no-store")
+		dpopError(w, err)
+		return
+	}
+	g := &grant{jkt: jkt}
 	r = r.WithContext(context.WithValue(r.Context(), grantKey{}, g))
 	p.extendJSON(w, r, func(resp map[string]json.RawMessage) {
 		if g.details != "" {
 			resp["authorization_details"] = json.RawMessage(g.details)
+		}
+		if g.jkt != "" {
+			resp["token_type"] = jsonString("DPoP")
 		}
 	})
 }

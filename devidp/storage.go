@@ -19,7 +19,8 @@ import (
 const (
 	authRequestTTL = 10 * time.Minute // from /authorize to the code exchange
 	codeTTL        = 2 * time.Minute  // from the code's issue to its exchange
-	tokenTTL       = time.Hour        // access and ID tokens
+	tokenTTL       = time.Hour        // ID tokens, and access tokens by default
+	refreshTTL     = 24 * time.Hour   // a refresh token, each one of a rotation
 	maxPending     = 10000            // bounds memory if something loops on /authorize
 )
 
@@ -27,15 +28,27 @@ const (
 // IDs and guarded by one mutex; values handed to op are copies, so op never
 // sees a login half-written.
 type storage struct {
-	issuer  string
-	clients map[string]*opClient
-	key     *signingKey
+	issuer      string
+	apiAudience string        // aud of access tokens; "" = the client's ID
+	tokenTTL    time.Duration // of access tokens
+	clients     map[string]*opClient
+	key         *signingKey
+	atSigner    jose.Signer // signs access tokens with typ at+jwt
 
 	mu       sync.Mutex
-	requests map[string]*authRequest // by ID
-	codes    map[string]codeEntry    // by code, until exchanged
-	spent    map[string]codeEntry    // by code, after exchange, to detect replay
-	tokens   map[string]*accessToken // by token ID
+	requests map[string]*authRequest  // by ID
+	codes    map[string]codeEntry     // by code, until exchanged
+	spent    map[string]codeEntry     // by code, after exchange, to detect replay
+	tokens   map[string]*accessToken  // by token ID
+	byValue  map[string]string        // token ID by the token as issued
+	refresh  map[string]*refreshToken // by the token as issued
+}
+
+// refreshToken is a refresh token: the login it continues, frozen, so that
+// what it gets never says more than that login did.
+type refreshToken struct {
+	login   *authRequest // a copy of the completed auth request
+	expires time.Time
 }
 
 type codeEntry struct {
@@ -43,26 +56,53 @@ type codeEntry struct {
 	expires   time.Time
 }
 
+// accessToken is one issued access token and what it says: the login it
+// came from (copied, so it outlives the auth request) and, once minted, the
+// token itself.
 type accessToken struct {
+	id                       string // jti, and op's token ID
 	subject, email, clientID string
 	requestID                string // the auth request it was issued for
-	expires                  time.Time
+	scopes                   []string
+	audience                 []string
+	acr                      string
+	amr                      []string
+	authTime                 time.Time
+	sid                      string
+	jkt                      string // RFC 7638 thumbprint of the DPoP key it is bound to; "" = a bearer token
+	opaque                   bool
+	issued, expires          time.Time
+	value                    string // the token as the client got it; "" until minted
 }
 
-func newStorage(issuer string, clients []Client, key *signingKey) *storage {
+func newStorage(issuer, apiAudience string, tokenTTL time.Duration, clients []Client, key *signingKey) (*storage, error) {
+	signer, err := jose.NewSigner(
+		jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key.key, KeyID: key.id}},
+		(&jose.SignerOptions{}).WithType(accessTokenType))
+	if err != nil {
+		return nil, fmt.Errorf("devidp: access token signer: %w", err)
+	}
 	s := &storage{
-		issuer:   issuer,
-		clients:  make(map[string]*opClient, len(clients)),
-		key:      key,
-		requests: map[string]*authRequest{},
-		codes:    map[string]codeEntry{},
-		spent:    map[string]codeEntry{},
-		tokens:   map[string]*accessToken{},
+		issuer:      issuer,
+		apiAudience: apiAudience,
+		tokenTTL:    tokenTTL,
+		clients:     make(map[string]*opClient, len(clients)),
+		key:         key,
+		atSigner:    signer,
+		requests:    map[string]*authRequest{},
+		codes:       map[string]codeEntry{},
+		spent:       map[string]codeEntry{},
+		tokens:      map[string]*accessToken{},
+		byValue:     map[string]string{},
+		refresh:     map[string]*refreshToken{},
 	}
 	for _, c := range clients {
+		if c.CLI {
+			c.RedirectURIs = append(slices.Clip(c.RedirectURIs), issuer+CLICodePath)
+		}
 		s.clients[c.ID] = &opClient{Client: c, issuer: issuer}
 	}
-	return s
+	return s, nil
 }
 
 var errUnsupported = errors.New("devidp: only the authorization code flow is supported")
@@ -88,20 +128,40 @@ func (s *storage) sweep(now time.Time) {
 	}
 	for id, t := range s.tokens {
 		if now.After(t.expires) {
-			delete(s.tokens, id)
+			s.dropToken(id)
+		}
+	}
+	for v, rt := range s.refresh {
+		if now.After(rt.expires) {
+			delete(s.refresh, v)
 		}
 	}
 }
 
+// dropToken forgets a token, revoking it. The caller holds s.mu.
+func (s *storage) dropToken(id string) {
+	if t, ok := s.tokens[id]; ok {
+		delete(s.byValue, t.value)
+		delete(s.tokens, id)
+	}
+}
+
 // CreateAuthRequest stores a request that op has checked against its client
-// (redirect_uri, response_type, scopes; opClient allows only code). devidp adds what op leaves optional:
-// the openid scope and PKCE with S256.
+// (redirect_uri, response_type, scopes; opClient allows only code). devidp
+// adds what op leaves optional: the openid scope and PKCE with S256 (which
+// a CLI client may leave out, but not weaken).
 func (s *storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
 	if !slices.Contains(r.Scopes, oidc.ScopeOpenID) {
 		return nil, oidc.ErrInvalidScope().WithDescription("devidp: scope must include openid")
 	}
-	if r.CodeChallenge == "" || r.CodeChallengeMethod != oidc.CodeChallengeMethodS256 {
+	var challenge *oidc.CodeChallenge
+	switch c, known := s.clients[r.ClientID]; {
+	case r.CodeChallenge == "" && r.CodeChallengeMethod == "" && known && c.Client.CLI:
+		// No PKCE: the person at the terminal redeems the code with the secret.
+	case r.CodeChallenge == "" || r.CodeChallengeMethod != oidc.CodeChallengeMethodS256:
 		return nil, oidc.ErrInvalidRequest().WithDescription("devidp: PKCE with code_challenge_method=S256 is required")
+	default:
+		challenge = &oidc.CodeChallenge{Challenge: r.CodeChallenge, Method: r.CodeChallengeMethod}
 	}
 	sent, ok := ctx.Value(requestKey{}).(Request)
 	if !ok {
@@ -132,7 +192,7 @@ func (s *storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, _ 
 		scopes:       slices.Clone(r.Scopes),
 		responseType: r.ResponseType,
 		responseMode: r.ResponseMode,
-		challenge:    &oidc.CodeChallenge{Challenge: r.CodeChallenge, Method: r.CodeChallengeMethod},
+		challenge:    challenge,
 		sent:         sent,
 	}
 	s.requests[ar.id] = ar
@@ -216,7 +276,12 @@ func (s *storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRe
 	if e, ok := s.spent[code]; ok {
 		for id, t := range s.tokens {
 			if t.requestID == e.requestID {
-				delete(s.tokens, id)
+				s.dropToken(id)
+			}
+		}
+		for v, rt := range s.refresh {
+			if rt.login.id == e.requestID {
+				delete(s.refresh, v)
 			}
 		}
 		delete(s.requests, e.requestID)
@@ -248,41 +313,113 @@ func (s *storage) DeleteAuthRequest(_ context.Context, id string) error {
 	return nil
 }
 
-func (s *storage) CreateAccessToken(_ context.Context, tr op.TokenRequest) (string, time.Time, error) {
+// CreateAccessToken records the token op is about to issue, with what
+// the login said; tokenCrypto then mints it (see accesstoken.go).
+func (s *storage) CreateAccessToken(ctx context.Context, tr op.TokenRequest) (string, time.Time, error) {
 	ar, ok := tr.(*authRequest)
 	if !ok {
 		return "", time.Time{}, errUnsupported
 	}
-	id, exp := randomID(), time.Now().Add(tokenTTL)
+	t, err := s.newAccessToken(ctx, ar)
+	if err != nil {
+		return "", time.Time{}, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tokens[id] = &accessToken{subject: ar.subject, email: ar.email, clientID: ar.clientID, requestID: ar.id, expires: exp}
-	return id, exp, nil
+	s.tokens[t.id] = t
+	return t.id, t.expires, nil
 }
 
-func (s *storage) CreateAccessAndRefreshTokens(context.Context, op.TokenRequest, string) (string, string, time.Time, error) {
-	return "", "", time.Time{}, oidc.ErrUnsupportedGrantType().WithDescription("devidp: refresh tokens are not supported")
+func (s *storage) newAccessToken(ctx context.Context, ar *authRequest) (*accessToken, error) {
+	c, ok := s.clients[ar.clientID]
+	if !ok {
+		return nil, fmt.Errorf("devidp: unknown client %q", ar.clientID)
+	}
+	aud := []string{ar.clientID}
+	if s.apiAudience != "" {
+		aud = []string{s.apiAudience}
+	}
+	var jkt string
+	if g, ok := ctx.Value(grantKey{}).(*grant); ok {
+		jkt = g.jkt
+	}
+	now := time.Now()
+	return &accessToken{
+		id: randomID(), subject: ar.subject, email: ar.email, clientID: ar.clientID, requestID: ar.id,
+		scopes: ar.scopes, audience: aud, acr: ar.acr, amr: ar.amr, authTime: ar.authTime, sid: ar.sid,
+		jkt: jkt, opaque: c.Client.AccessToken == AccessTokenOpaque,
+		issued: now, expires: now.Add(s.tokenTTL),
+	}, nil
 }
 
-func (s *storage) TokenRequestByRefreshToken(context.Context, string) (op.RefreshTokenRequest, error) {
-	return nil, op.ErrInvalidRefreshToken
+// CreateAccessAndRefreshTokens is CreateAccessToken plus a refresh token,
+// for a code request with offline_access (current "") or a refresh grant,
+// which spends current: refresh tokens rotate (RFC 9700 §4.14.2).
+func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, tr op.TokenRequest, current string) (string, string, time.Time, error) {
+	ar, ok := tr.(*authRequest)
+	if !ok {
+		return "", "", time.Time{}, errUnsupported
+	}
+	t, err := s.newAccessToken(ctx, ar)
+	if err != nil {
+		return "", "", time.Time{}, err
+	}
+	value := randomToken()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if current != "" {
+		if _, ok := s.refresh[current]; !ok {
+			// Spent by a concurrent request between op's lookup and now.
+			return "", "", time.Time{}, op.ErrInvalidRefreshToken
+		}
+		delete(s.refresh, current)
+	}
+	s.tokens[t.id] = t
+	s.refresh[value] = &refreshToken{login: ar.copy(), expires: time.Now().Add(refreshTTL)}
+	return t.id, value, t.expires, nil
+}
+
+// TokenRequestByRefreshToken returns the login a live refresh token
+// continues, as the auth request it came from: op then issues tokens with
+// that login's acr, amr, auth_time and sid, and no nonce (OIDC Core §12.2).
+func (s *storage) TokenRequestByRefreshToken(_ context.Context, value string) (op.RefreshTokenRequest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt, ok := s.refresh[value]
+	if !ok || !time.Now().Before(rt.expires) {
+		return nil, op.ErrInvalidRefreshToken
+	}
+	ar := rt.login.copy()
+	ar.nonce = ""
+	return ar, nil
 }
 
 func (s *storage) TerminateSession(context.Context, string, string) error { return nil }
 
-// RevokeToken revokes access tokens; refresh tokens do not exist. Unknown
-// tokens are not an error (RFC 7009 §2.2).
+// RevokeToken revokes an access token (op passes its ID) or a refresh
+// token of clientID. Unknown tokens are not an error (RFC 7009 §2.2).
 func (s *storage) RevokeToken(_ context.Context, tokenOrID, _, clientID string) *oidc.Error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t, ok := s.tokens[tokenOrID]; ok && t.clientID == clientID {
-		delete(s.tokens, tokenOrID)
+		s.dropToken(tokenOrID)
+	}
+	if rt, ok := s.refresh[tokenOrID]; ok && rt.login.clientID == clientID {
+		delete(s.refresh, tokenOrID)
 	}
 	return nil
 }
 
-func (s *storage) GetRefreshTokenInfo(context.Context, string, string) (string, string, error) {
-	return "", "", op.ErrInvalidRefreshToken
+// GetRefreshTokenInfo is how op's revocation endpoint recognises a
+// refresh token; the token itself is its ID.
+func (s *storage) GetRefreshTokenInfo(_ context.Context, clientID, value string) (string, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt, ok := s.refresh[value]
+	if !ok || rt.login.clientID != clientID {
+		return "", "", op.ErrInvalidRefreshToken
+	}
+	return rt.login.subject, value, nil
 }
 
 func (s *storage) SigningKey(context.Context) (op.SigningKey, error) { return s.key, nil }
@@ -418,8 +555,12 @@ func (a *authRequest) GetState() string                      { return a.state }
 func (a *authRequest) GetSubject() string                    { return a.subject }
 func (a *authRequest) Done() bool                            { return a.done }
 
+// SetCurrentScopes narrows a refresh grant to the scopes it asked for
+// (op.RefreshTokenRequest); a is a copy made for that grant.
+func (a *authRequest) SetCurrentScopes(scopes []string) { a.scopes = scopes }
+
 // opClient adapts Client to op.Client: a confidential web client, code flow
-// only, JWT access tokens, no clock skew.
+// only, no clock skew.
 type opClient struct {
 	Client
 	issuer string
@@ -436,14 +577,24 @@ func (c *opClient) AuthMethod() oidc.AuthMethod { return oidc.AuthMethodBasic }
 func (c *opClient) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
-func (c *opClient) GrantTypes() []oidc.GrantType { return []oidc.GrantType{oidc.GrantTypeCode} }
+func (c *opClient) GrantTypes() []oidc.GrantType {
+	if c.Client.RefreshTokens {
+		return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+	}
+	return []oidc.GrantType{oidc.GrantTypeCode}
+}
 func (c *opClient) LoginURL(id string) string {
 	return c.issuer + loginPath + "?authRequestID=" + url.QueryEscape(id)
 }
-func (c *opClient) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeJWT }
+
+// AccessTokenType is bearer for every client, JWT ones too: op then asks
+// its Crypto for the token, and devidp's (tokenCrypto) mints the kind the
+// client wants. op's own JWTs have typ JWT, not RFC 9068's at+jwt.
+func (c *opClient) AccessTokenType() op.AccessTokenType { return op.AccessTokenTypeBearer }
+
 func (c *opClient) IDTokenLifetime() time.Duration       { return tokenTTL }
 func (c *opClient) DevMode() bool                        { return false }
-func (c *opClient) IsScopeAllowed(string) bool           { return false }
+func (c *opClient) IsScopeAllowed(s string) bool         { return slices.Contains(c.Client.Scopes, s) }
 func (c *opClient) IDTokenUserinfoClaimsAssertion() bool { return true } // user claims go in the ID token too
 
 // ClockSkew is zero: op subtracts it from auth_time and iat, which would
