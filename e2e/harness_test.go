@@ -169,25 +169,29 @@ type idp struct {
 
 func startIDP(t *testing.T, redirectURIs ...string) *idp {
 	t.Helper()
+	return serveIDP(t, devidp.Config{Clients: []devidp.Client{
+		{ID: "stepgate", Secret: "stepgate-test-secret", RedirectURIs: redirectURIs},
+		{ID: "other-app", Secret: "other-app-secret", RedirectURIs: redirectURIs},
+	}})
+}
+
+// serveIDP runs a provider configured as cfg says, with its issuer on a
+// free loopback port, until the test ends.
+func serveIDP(t *testing.T, cfg devidp.Config) *idp {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	issuer := "http://" + ln.Addr().String()
-	p, err := devidp.New(devidp.Config{
-		Issuer: issuer,
-		Clients: []devidp.Client{
-			{ID: "stepgate", Secret: "stepgate-test-secret", RedirectURIs: redirectURIs},
-			{ID: "other-app", Secret: "other-app-secret", RedirectURIs: redirectURIs},
-		},
-	})
+	cfg.Issuer = "http://" + ln.Addr().String()
+	p, err := devidp.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return &idp{Provider: p, url: issuer}
+	return &idp{Provider: p, url: cfg.Issuer}
 }
 
 // gw is a running gateway in front of an upstream, with the provider.

@@ -528,17 +528,5 @@ func TestMemoryModeSessionsEnd(t *testing.T) {
 // URIs.
 func startIDPWith(t *testing.T, clients ...devidp.Client) *idp {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := "http://" + ln.Addr().String()
-	p, err := devidp.New(devidp.Config{Issuer: issuer, Clients: clients})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return &idp{Provider: p, url: issuer}
+	return serveIDP(t, devidp.Config{Clients: clients})
 }
