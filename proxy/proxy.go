@@ -385,7 +385,7 @@ func (h *Handler) decide(r *http.Request, t target, extra []*policy.Level, f *po
 	}
 	if d.Action != policy.Deny && (rule.Access != policy.Public || len(extra) > 0) && h.storeStale(now) {
 		ev.reason = "shared store out of touch beyond session.store_grace"
-		h.metrics.decision(rule.Name, 0)
+		h.metrics.decisions.WithLabelValues(rule.Name, "unavailable").Inc()
 		return rule, d, false
 	}
 	h.metrics.decision(rule.Name, d.Action)
