@@ -131,6 +131,8 @@ func (d *decoder) route(n *yaml.Node, field string, levels map[string]*policy.Le
 			d.errorAt(orAt(m["name"], n), join(field, "name"), "missing", "name each route; the name appears in logs and metrics")
 		case name == "default":
 			d.errorAt(m["name"], join(field, "name"), `"default" is the name of the rule for unmatched requests`, "choose another name")
+		case name == "stepgate":
+			d.errorAt(m["name"], join(field, "name"), `"stepgate" names the gateway's own endpoints in logs and metrics`, "choose another name")
 		case !routeName.MatchString(name):
 			d.errorAt(m["name"], join(field, "name"), fmt.Sprintf("%q is not a route name", name), "use letters, digits, ., _ and -")
 		default:

@@ -37,6 +37,7 @@ func (h *Handler) serveGateway(w http.ResponseWriter, r *http.Request, t target,
 	case "/auth", forwardAuthSuffixed(t.Path):
 		h.forwardAuth(w, r, t, ev)
 	default:
+		ev.action = "not_found"
 		fail(w, r, http.StatusNotFound, "not_found", "Not found.")
 	}
 }
@@ -86,7 +87,7 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, level *polic
 		return
 	}
 	h.audit(kind+"_start", "level", name, "sub", p.Subject)
-	h.metrics.flow(kind, "start")
+	h.metrics.flow(kind, name, "start")
 	noStore(w)
 	http.Redirect(w, r, u, http.StatusFound)
 }
@@ -130,7 +131,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, ev *event) {
 	h.track(r.Context(), st)
 	ev.subject = f.Subject
 	h.audit(p.Kind()+"_success", "level", p.Level, "sub", f.Subject, "acr", f.ACR, "amr", f.AMR)
-	h.metrics.flow(p.Kind(), "success")
+	h.metrics.flow(p.Kind(), p.Level, "success")
 	rd := safeReturn(p.ReturnTo)
 	if rd == "" {
 		rd = "/"
@@ -241,7 +242,11 @@ func (h *Handler) failFlow(w http.ResponseWriter, r *http.Request, kind string, 
 	}
 	h.audit(kind+"_failure", append(attrs, e.attrs...)...)
 	if e.outcome != "" {
-		h.metrics.flow(kind, e.outcome)
+		level := ""
+		if p != nil {
+			level = p.Level
+		}
+		h.metrics.flow(kind, level, e.outcome)
 	}
 	fail(w, r, e.status, e.code, e.msg)
 }

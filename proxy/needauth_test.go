@@ -187,7 +187,7 @@ func TestUpstreamError(t *testing.T) {
 		if resp.StatusCode != http.StatusBadGateway || !sameJSON(t, body, want) {
 			t.Errorf("got %d %s; want 502 %s", resp.StatusCode, body, want)
 		}
-		if got := metric(t, fx.h, `stepgate_requests_total{status="5xx"}`); got != 1 {
+		if got := metricSum(t, fx.h, `stepgate_requests_total{class="5xx"}`); got != 1 {
 			t.Errorf("5xx requests counted: %v; want 1", got)
 		}
 		// The operator sees why; the client did not.
@@ -230,10 +230,10 @@ func TestUpstreamError(t *testing.T) {
 		if line == nil || line["status"] != float64(499) {
 			t.Fatalf("access log line %v; want status 499\n%s", line, fx.logs)
 		}
-		if got := metric(t, fx.h, `stepgate_requests_total{status="5xx"}`); got != 0 {
+		if got := metricSum(t, fx.h, `stepgate_requests_total{class="5xx"}`); got != 0 {
 			t.Errorf("5xx requests counted: %v; want 0", got)
 		}
-		if got := metric(t, fx.h, `stepgate_requests_total{status="4xx"}`); got != 1 {
+		if got := metricSum(t, fx.h, `stepgate_requests_total{class="4xx"}`); got != 1 {
 			t.Errorf("4xx requests counted: %v; want 1", got)
 		}
 		if l := logLine(t, fx, "upstream error"); l != nil {

@@ -157,10 +157,10 @@ func New(cfg Config) (*Handler, error) {
 	if h.log == nil {
 		h.log = slog.Default()
 	}
-	h.metrics = newMetrics()
 	if h.now == nil {
 		h.now = time.Now
 	}
+	h.metrics = newMetrics(h.now())
 	if h.shared == nil {
 		h.shared = store.NewMemory()
 	}
@@ -421,7 +421,7 @@ func (h *Handler) decide(r *http.Request, t target, extra []*policy.Level, f *po
 	}
 	if d.Action != policy.Deny && (rule.Access != policy.Public || len(extra) > 0) && h.storeStale(now) {
 		ev.reason = "shared store out of touch beyond session.store_grace"
-		h.metrics.decision(rule.Name, 0)
+		h.metrics.decisions.WithLabelValues(rule.Name, "unavailable").Inc()
 		return rule, d, false
 	}
 	h.metrics.decision(rule.Name, d.Action)
@@ -505,6 +505,7 @@ func (h *Handler) refererPath(r *http.Request) string {
 // headers and nothing a client could forge.
 func (h *Handler) forward(w *recorder, r *http.Request, t target, f *policy.Facts) {
 	if h.rp == nil {
+		h.metrics.upstreamError("no_upstream")
 		fail(w, r, http.StatusBadGateway, "bad_gateway", "No upstream is configured.")
 		return
 	}
@@ -528,6 +529,7 @@ func (h *Handler) forward(w *recorder, r *http.Request, t target, f *policy.Fact
 	// From here the upstream reads the body, at the client's pace, which may
 	// be slow but not stalled.
 	w.settle = nil
+	w.clock, w.forwarded = h.now, h.now()
 	if hasBody(r) && r.Header.Get("Upgrade") == "" {
 		w.body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: h.bodyIdle}
 		r.Body = w.body
@@ -569,6 +571,7 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		// The client's fault, not the upstream's: checked first, as the
 		// failed read also cancels the request's context.
 		h.log.Info("request body stalled", "idle", h.bodyIdle.String())
+		h.metrics.upstreamError("body_stalled")
 		w.Header().Set("Connection", "close")
 		fail(w, r, http.StatusRequestTimeout, "request_timeout", "The request body stopped arriving.")
 		return
@@ -578,10 +581,12 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		// 499 (nginx's "client closed request") keeps it out of 5xx metrics;
 		// nobody reads the answer.
 		h.log.Debug("client closed request", "err", err)
+		h.metrics.upstreamError("client_closed")
 		w.WriteHeader(499)
 		return
 	}
 	h.log.Warn("upstream error", "err", err)
+	h.metrics.upstreamError(upstreamErrorKind(err))
 	fail(w, r, http.StatusBadGateway, "bad_gateway", "The application is not reachable right now.")
 }
 

@@ -423,6 +423,16 @@ func TestStoreOutOfTouch(t *testing.T) {
 	if got := metric(t, fx.h, "stepgate_store_up"); got != 0 {
 		t.Errorf("stepgate_store_up %v; want 0", got)
 	}
+	// Counted as what the client saw: the gateway could not decide.
+	for series, want := range map[string]float64{
+		`stepgate_decisions_total{action="unavailable",route="default"}`:              1,
+		`stepgate_requests_total{class="5xx",decision="unavailable",route="default"}`: 1,
+		`stepgate_decisions_total{action="invalid"}`:                                  0,
+	} {
+		if got := metricSum(t, fx.h, series); got != want {
+			t.Errorf("%s = %v; want %v", series, got, want)
+		}
+	}
 	// Forward-auth: nginx only understands 2xx, 401 and 403.
 	fa := httptest.NewRequest(http.MethodGet, authPath, nil)
 	fa.RemoteAddr = "127.0.0.1:5000"
