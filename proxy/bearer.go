@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,7 +35,16 @@ type APIConfig struct {
 
 	CacheTTL, IntrospectionTTL time.Duration
 	CacheSize                  int
+	// IntrospectionRate bounds the calls to the introspection endpoint, per
+	// second, for tokens not in the cache; zero means 100. Beyond it a new
+	// token gets 503 and Retry-After.
+	IntrospectionRate float64
 }
+
+const (
+	defaultIntrospectionRate = 100
+	introspectionBurst       = 10
+)
 
 // The values of APIConfig.Tokens and DPoP, as routes.yaml spells them.
 const (
@@ -68,34 +79,61 @@ var errCredential = errors.New("malformed Authorization header")
 
 // credentialOf finds the access token in h. present is false when there is
 // none, including an Authorization of another scheme (Basic, for an app
-// that uses it), which is left to the cookie path. A second Authorization
-// header, or a Bearer or DPoP credential that is not a token68 (RFC 9110
-// §11.4), is an error: which of two tokens would the app read?
+// that uses it), which is left to the cookie path. Anything that starts
+// like a Bearer or DPoP credential must be exactly one, "scheme" SP
+// token68 (RFC 9110 §11.4, RFC 6750 §2.1), else it is an error: an app
+// parsing more loosely ("Bearer<TAB>token", "bearer,token") would read a
+// token the gateway never checked. So is a second Authorization header:
+// which of two tokens would the app read?
 func credentialOf(h http.Header) (c credential, present bool, err error) {
 	vals := h.Values("Authorization")
 	if len(vals) == 0 {
 		return credential{}, false, nil
 	}
-	scheme, token, found := strings.Cut(vals[0], " ")
-	switch {
-	case strings.EqualFold(scheme, schemeBearer):
-		c.scheme = schemeBearer
-	case strings.EqualFold(scheme, schemeDPoP):
-		c.scheme = schemeDPoP
-	default:
-		for _, v := range vals[1:] {
-			if s, _, _ := strings.Cut(v, " "); strings.EqualFold(s, schemeBearer) || strings.EqualFold(s, schemeDPoP) {
-				return credential{}, true, errCredential
-			}
+	for i, v := range vals {
+		scheme := tokenScheme(v)
+		if scheme == "" {
+			continue
 		}
-		return credential{}, false, nil
+		if i > 0 || len(vals) > 1 {
+			return credential{scheme: scheme}, true, errCredential
+		}
+		token, ok := strings.CutPrefix(v[len(scheme):], " ")
+		token = strings.TrimLeft(token, " ")
+		if !ok || !isToken68(token) || len(token) > maxTokenLen {
+			return credential{scheme: scheme}, true, errCredential
+		}
+		return credential{scheme: scheme, token: token}, true, nil
 	}
-	token = strings.TrimLeft(token, " ")
-	if len(vals) > 1 || !found || !isToken68(token) || len(token) > maxTokenLen {
-		return credential{scheme: c.scheme}, true, errCredential
+	return credential{}, false, nil
+}
+
+// tokenScheme returns schemeBearer or schemeDPoP when v starts with either
+// name in any case, whatever follows it; else "".
+func tokenScheme(v string) string {
+	switch {
+	case len(v) >= len(schemeBearer) && strings.EqualFold(v[:len(schemeBearer)], schemeBearer):
+		return schemeBearer
+	case len(v) >= len(schemeDPoP) && strings.EqualFold(v[:len(schemeDPoP)], schemeDPoP):
+		return schemeDPoP
 	}
-	c.token = token
-	return c, true, nil
+	return ""
+}
+
+// hasQueryToken reports whether a raw query carries access_token (RFC 6750
+// §2.3), in any spelling a backend might decode. The gateway reads tokens
+// from Authorization only; one in the query would reach the app unchecked.
+func hasQueryToken(rawQuery string) bool {
+	for _, pair := range strings.FieldsFunc(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
+		k, _, _ := strings.Cut(pair, "=")
+		if dk, err := url.QueryUnescape(k); err == nil {
+			k = dk
+		}
+		if strings.EqualFold(strings.TrimSpace(k), "access_token") {
+			return true
+		}
+	}
+	return false
 }
 
 // isToken68 reports whether s is an RFC 9110 token68: 1*( ALPHA / DIGIT /
@@ -126,7 +164,7 @@ type tokenKey [sha256.Size]byte
 
 // cachedToken is a verification result and how long it may be reused.
 type cachedToken struct {
-	tok   *oidc.AccessToken // nil: the token was found inactive
+	tok   *oidc.AccessToken // nil in the cache of inactive tokens
 	until time.Time
 }
 
@@ -168,50 +206,71 @@ var (
 	errNoProvider = errors.New("proxy: the provider has not been discovered yet")
 )
 
+// errIntrospectionBusy is a new token that would need the provider's word
+// while the introspection budget is spent.
+var errIntrospectionBusy = errors.New("proxy: introspection rate limit reached")
+
 // verifyToken returns what raw says, from the cache when it was verified
 // recently. The error wraps oidc.ErrInvalidToken for a token that is no
 // good, anything else when the provider could not be asked.
-func (h *Handler) verifyToken(ctx context.Context, raw string, now time.Time) (*oidc.AccessToken, tokenKey, error) {
+//
+// Concurrent requests with one token share one verification. Introspection
+// calls are rate limited, as each distinct garbage token would otherwise
+// be one call to the provider that any client could make the gateway send;
+// and the provider's "inactive" answers are remembered in a cache of their
+// own, so that a flood of them cannot push good tokens out.
+func (h *Handler) verifyToken(ctx context.Context, raw string, now time.Time) (*oidc.AccessToken, error) {
 	key := tokenKey(sha256.Sum256([]byte(raw)))
 	if e, ok := h.tokens.get(key, now); ok {
-		if e.tok == nil {
-			return nil, key, oidc.ErrInvalidToken
-		}
-		return e.tok, key, nil
+		return e.tok, nil
+	}
+	if _, ok := h.inactive.get(key, now); ok {
+		return nil, oidc.ErrInvalidToken
 	}
 	c := h.oidc.Load()
 	if c == nil {
-		return nil, key, errNoProvider
+		return nil, errNoProvider
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	introspect := h.api.Tokens == tokensIntrospection || (h.api.Tokens == tokensBoth && strings.Count(raw, ".") != 2)
-	var (
-		tok *oidc.AccessToken
-		err error
-		ttl = h.api.CacheTTL
-	)
-	if introspect {
-		tok, err = c.Introspect(ctx, raw, h.api.Audience)
-		ttl = h.api.IntrospectionTTL
-		if errors.Is(err, oidc.ErrInvalidToken) {
-			// The provider said inactive: remember that for as long as an
-			// active answer would be, so a client repeating a dead token
-			// does not cost the provider a call each time.
-			h.tokens.put(key, cachedToken{until: now.Add(ttl)})
+	v, err, _ := h.verifying.Do(string(key[:]), func() (any, error) {
+		// Not the request's context: the verification is shared, and one
+		// caller leaving must not fail the others.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		introspect := h.api.Tokens == tokensIntrospection || (h.api.Tokens == tokensBoth && strings.Count(raw, ".") != 2)
+		if !introspect {
+			tok, err := c.VerifyAccessToken(ctx, raw, h.api.Audience)
+			if err == nil {
+				h.remember(key, tok, now, h.api.CacheTTL)
+			}
+			return tok, err
 		}
-	} else {
-		tok, err = c.VerifyAccessToken(ctx, raw, h.api.Audience)
-	}
+		if !h.introspections.allow(time.Now()) {
+			return nil, errIntrospectionBusy
+		}
+		tok, err := c.Introspect(ctx, raw, h.api.Audience)
+		switch {
+		case errors.Is(err, oidc.ErrInvalidToken):
+			// Inactive: remembered as long as an active answer would be,
+			// so a client repeating a dead token costs the provider nothing.
+			h.inactive.put(key, cachedToken{until: now.Add(h.api.IntrospectionTTL)})
+		case err == nil:
+			h.remember(key, tok, now, h.api.IntrospectionTTL)
+		}
+		return tok, err
+	})
 	if err != nil {
-		return nil, key, err
+		return nil, err
 	}
+	return v.(*oidc.AccessToken), nil
+}
+
+// remember caches tok for ttl, and never past its exp.
+func (h *Handler) remember(key tokenKey, tok *oidc.AccessToken, now time.Time, ttl time.Duration) {
 	until := now.Add(ttl)
-	if tok.Expires.Before(until) {
+	if !tok.Expires.IsZero() && tok.Expires.Before(until) {
 		until = tok.Expires
 	}
 	h.tokens.put(key, cachedToken{tok: tok, until: until})
-	return tok, key, nil
 }
 
 // dpopModes returns which credential kinds every rule the request touches
@@ -254,7 +313,7 @@ func (h *Handler) htu(t target) string {
 // or sent as DPoP, for a request to t whose method is method (in
 // forward-auth, the original request's). It returns the token, or the
 // problem to answer with.
-func (h *Handler) authenticateBearer(r *http.Request, t target, c credential, now time.Time) (*oidc.AccessToken, tokenKey, *bearerProblem) {
+func (h *Handler) authenticateBearer(r *http.Request, t target, c credential, now time.Time) (*oidc.AccessToken, *bearerProblem) {
 	plain, bound := h.dpopAccepts(r, t)
 	scheme := c.scheme
 	if !plain {
@@ -263,40 +322,45 @@ func (h *Handler) authenticateBearer(r *http.Request, t target, c credential, no
 	invalid := func(desc, reason string) *bearerProblem {
 		return &bearerProblem{status: http.StatusUnauthorized, code: "invalid_token", desc: desc, reason: reason, scheme: scheme}
 	}
-	tok, key, err := h.verifyToken(r.Context(), c.token, now)
+	tok, err := h.verifyToken(r.Context(), c.token, now)
 	switch {
 	case errors.Is(err, oidc.ErrInvalidToken):
-		return nil, key, invalid("The access token is not valid.", "bearer: "+err.Error())
+		return nil, invalid("The access token is not valid.", "bearer: "+err.Error())
+	case errors.Is(err, errIntrospectionBusy):
+		return nil, &bearerProblem{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
+			desc: "The token cannot be checked right now. Try again in a few seconds.", reason: "bearer: introspection rate limit", scheme: scheme}
 	case err != nil:
 		h.log.Warn("access token could not be checked", "err", err)
-		return nil, key, &bearerProblem{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
+		return nil, &bearerProblem{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
 			desc: "The token cannot be checked right now. Try again in a few seconds.", reason: "bearer: provider unavailable", scheme: scheme}
-	case !now.Before(tok.Expires):
-		return nil, key, invalid("The access token has expired.", "bearer: expired")
+	case !tok.Expires.IsZero() && !now.Before(tok.Expires):
+		// An introspection answer may leave exp out; then the provider's
+		// word lasts as long as the introspection cache.
+		return nil, invalid("The access token has expired.", "bearer: expired")
 	}
 	if h.follower.Revoked("", tok.SID, tok.Facts.Subject, tok.IssuedAt) {
-		return nil, key, invalid("The access token has been revoked.", "bearer: revoked")
+		return nil, invalid("The access token has been revoked.", "bearer: revoked")
 	}
 	switch {
 	case c.scheme == schemeBearer && tok.JKT != "":
 		// RFC 9449 §7.1: a bound token is only ever used with its proof.
 		// Accepting it as a plain bearer token would make the binding
 		// worthless to a thief.
-		return nil, key, invalid("The access token is DPoP-bound; send it with the DPoP scheme and a proof.", "bearer: bound token as Bearer")
+		return nil, invalid("The access token is DPoP-bound; send it with the DPoP scheme and a proof.", "bearer: bound token as Bearer")
 	case c.scheme == schemeDPoP && tok.JKT == "":
-		return nil, key, invalid("The access token is not DPoP-bound.", "bearer: unbound token as DPoP")
+		return nil, invalid("The access token is not DPoP-bound.", "bearer: unbound token as DPoP")
 	case c.scheme == schemeBearer && !plain:
-		return nil, key, invalid("This resource requires a DPoP-bound access token.", "bearer: dpop required")
+		return nil, invalid("This resource requires a DPoP-bound access token.", "bearer: dpop required")
 	case c.scheme == schemeDPoP && !bound:
-		return nil, key, &bearerProblem{status: http.StatusUnauthorized, code: "invalid_token", desc: "This resource does not accept DPoP-bound access tokens.",
+		return nil, &bearerProblem{status: http.StatusUnauthorized, code: "invalid_token", desc: "This resource does not accept DPoP-bound access tokens.",
 			reason: "bearer: dpop off", scheme: schemeBearer}
 	}
 	if c.scheme == schemeDPoP {
 		if p := h.checkProof(r, t, c.token, tok.JKT, now); p != nil {
-			return nil, key, p
+			return nil, p
 		}
 	}
-	return tok, key, nil
+	return tok, nil
 }
 
 // checkProof verifies the request's DPoP proof for the bound token and
@@ -368,15 +432,42 @@ func bearerStepUp(w http.ResponseWriter, scheme string, d policy.Decision) {
 }
 
 // tokenState is the session-shaped view of a token, for what works on
-// sessions: revocation of its websocket tunnels, the once record.
-func tokenState(tok *oidc.AccessToken, key tokenKey) *session.State {
+// sessions: revocation of its websocket tunnels, the once record. Its ID
+// names the authentication the token came from (issuer, subject, provider
+// session, auth_time), not the token: a token refreshed from the same
+// login is no new step-up, and must not admit another request to a once
+// level.
+func tokenState(tok *oidc.AccessToken) *session.State {
+	sum := sha256.Sum256([]byte(strings.Join([]string{tok.Facts.Issuer, tok.Facts.Subject, tok.SID,
+		strconv.FormatInt(tok.Facts.AuthTime.Unix(), 10)}, "\x00")))
 	return &session.State{
-		ID:      "tok:" + base64.RawURLEncoding.EncodeToString(key[:16]),
+		ID:      tokenStatePrefix + base64.RawURLEncoding.EncodeToString(sum[:16]),
 		IdPSID:  tok.SID,
 		Facts:   tok.Facts,
 		Issued:  tok.IssuedAt,
 		Expires: tok.Expires,
 	}
+}
+
+// tokenStatePrefix starts the ID of every tokenState.
+const tokenStatePrefix = "tok:"
+
+// tokenOnceTTL is how long the once record of a token's authentication is
+// kept when its level sets no max_age. A session's record lasts as long as
+// the session; a token's authentication lives on in refreshed tokens as
+// long as the provider's refresh tokens do, which the gateway cannot know.
+const tokenOnceTTL = 30 * 24 * time.Hour
+
+// onceTTL is how long st's once record for l must be kept.
+func onceTTL(l *policy.Level, st *session.State, now time.Time) time.Duration {
+	if !strings.HasPrefix(st.ID, tokenStatePrefix) {
+		return max(st.Expires.Sub(now), time.Second)
+	}
+	if l.MaxAge > 0 && !st.Facts.AuthTime.IsZero() {
+		// Past max_age the authentication satisfies the level no more.
+		return max(st.Facts.AuthTime.Add(l.MaxAge+policy.ClockSkew).Sub(now), time.Second)
+	}
+	return tokenOnceTTL
 }
 
 // authenticate finds who is asking: the bearer token when the gateway
@@ -385,6 +476,11 @@ func tokenState(tok *oidc.AccessToken, key tokenKey) *session.State {
 // bearer is true for a token; p, when set, is the refusal to send.
 func (h *Handler) authenticate(r *http.Request, t target, now time.Time, ev *event) (st *session.State, bearer *credential, p *bearerProblem) {
 	if h.api != nil {
+		if hasQueryToken(t.Query) {
+			ev.session = "bearer"
+			return nil, &credential{scheme: schemeBearer}, &bearerProblem{status: http.StatusBadRequest, code: "invalid_request",
+				desc: "Send the access token in the Authorization header, not the query.", reason: "bearer: access_token in the query", scheme: schemeBearer}
+		}
 		c, present, err := credentialOf(r.Header)
 		if present {
 			ev.session = "bearer"
@@ -392,12 +488,12 @@ func (h *Handler) authenticate(r *http.Request, t target, now time.Time, ev *eve
 				return nil, &c, &bearerProblem{status: http.StatusBadRequest, code: "invalid_request",
 					desc: "The Authorization header is malformed.", reason: "bearer: malformed Authorization", scheme: cmp.Or(c.scheme, schemeBearer)}
 			}
-			tok, key, p := h.authenticateBearer(r, t, c, now)
+			tok, p := h.authenticateBearer(r, t, c, now)
 			if p != nil {
 				return nil, &c, p
 			}
 			ev.subject = tok.Facts.Subject
-			return tokenState(tok, key), &c, nil
+			return tokenState(tok), &c, nil
 		}
 	}
 	return h.loadSession(r, now, ev), nil, nil

@@ -207,6 +207,18 @@ func TestBearerInvalidTokens(t *testing.T) {
 		t.Errorf("the app got %d requests with bad tokens; want none", n)
 	}
 
+	// RFC 6750's query form is refused, with or without a header: the app
+	// might read it, and the gateway checks the header only.
+	for _, q := range []string{"?access_token=forged", "?a=1&ACCESS_TOKEN=forged", "?x=1;access%5Ftoken=forged"} {
+		for _, auth := range []string{"", "Bearer " + fx.accessToken(nil)} {
+			hdr := map[string]string{"Accept": "application/json"}
+			if auth != "" {
+				hdr["Authorization"] = auth
+			}
+			resp := fx.send(fx.h, "GET", "/public/x"+q, hdr)
+			wantRefused(t, "token in the query "+q, resp, http.StatusBadRequest, `Bearer error="invalid_request"`)
+		}
+	}
 	for _, auth := range []string{"Bearer", "Bearer a b", "DPoP ", "Bearer x\"y"} {
 		resp := fx.send(fx.h, "GET", "/api/x", map[string]string{"Authorization": auth})
 		wantRefused(t, "malformed "+auth, resp, http.StatusBadRequest, `error="invalid_request"`)
@@ -268,15 +280,16 @@ func TestBearerCacheAndRevocation(t *testing.T) {
 func TestBearerRoutesThatNeedASession(t *testing.T) {
 	fx := newBearerFixture(t, nil)
 	tok := fx.accessToken(nil)
-	// A once level admits one request per token; the next needs a new
-	// step-up, and so a new token.
+	// A once level admits one request per step-up; the next needs a new
+	// step-up, and so a token of a new authentication.
 	if resp := fx.bearer("POST", "/pay/1", "Bearer", tok, nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("first payment: %d; want 200", resp.StatusCode)
 	}
 	wantRefused(t, "second payment with the same token", fx.bearer("POST", "/pay/2", "Bearer", tok, nil),
 		http.StatusUnauthorized, `Bearer error="insufficient_user_authentication"`)
-	if resp := fx.bearer("POST", "/pay/2", "Bearer", fx.accessToken(nil), nil); resp.StatusCode != http.StatusOK {
-		t.Errorf("payment with a new token: %d; want 200", resp.StatusCode)
+	stepped := fx.accessToken(func(_, c map[string]any) { c["auth_time"] = time.Now().Add(time.Second).Unix() })
+	if resp := fx.bearer("POST", "/pay/2", "Bearer", stepped, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("payment with the token of a new step-up: %d; want 200", resp.StatusCode)
 	}
 
 	// A held transaction is confirmed in a browser: never through a token.

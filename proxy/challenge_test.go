@@ -58,6 +58,10 @@ func TestCredentialOf(t *testing.T) {
 		{"two headers", []string{"Bearer a", "Bearer b"}, true, true, credential{}},
 		{"basic then bearer", []string{"Basic x", "Bearer b"}, true, true, credential{}},
 		{"oversized", []string{"Bearer " + strings.Repeat("a", maxTokenLen+1)}, true, true, credential{}},
+		{"tab after the scheme", []string{"Bearer\ttok"}, true, true, credential{}},
+		{"comma after the scheme", []string{"bearer,tok"}, true, true, credential{}},
+		{"a longer scheme", []string{"BearerToken tok"}, true, true, credential{}},
+		{"dpop then basic", []string{"DPoP a", "Basic b"}, true, true, credential{}},
 	} {
 		h := http.Header{"Authorization": tc.auth}
 		c, present, err := credentialOf(h)

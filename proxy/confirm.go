@@ -688,7 +688,7 @@ func flatten(prefix string, v any, out map[string]string) (collided bool) {
 // cookie, on any replica, finds it spent and steps up again. ok is false
 // when the store cannot be reached.
 func (h *Handler) consumeOnce(r *http.Request, l *policy.Level, st *session.State, d policy.Decision) (policy.Decision, bool) {
-	key, ttl := onceKey(l, st), max(time.Until(st.Expires), time.Second)
+	key, ttl := onceKey(l, st), onceTTL(l, st, h.now())
 	first, err := h.claim(r.Context(), key, ttl)
 	switch {
 	case err != nil:

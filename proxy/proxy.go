@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/stepgate/stepgate/oidc"
 	"github.com/stepgate/stepgate/policy"
 	"github.com/stepgate/stepgate/session"
@@ -96,9 +98,13 @@ type Handler struct {
 	storeGrace time.Duration
 	adminToken []byte // SHA-256 of Config.AdminToken; nil: no admin API
 	bclLimit   *limiter
-	api        *APIConfig         // nil: tokens are not accepted
-	tokens     *tokenCache        // verified tokens; nil when api is
-	stop       context.CancelFunc // ends the follower and the tunnel watch
+	api        *APIConfig // nil: tokens are not accepted
+	// verified tokens, the provider's inactive answers, verifications
+	// under way, and the introspection budget; nil when api is
+	tokens, inactive *tokenCache
+	verifying        singleflight.Group
+	introspections   *limiter
+	stop             context.CancelFunc // ends the follower and the tunnel watch
 }
 
 // New builds a Handler. It has no OIDC client until SetOIDC is called:
@@ -145,7 +151,11 @@ func New(cfg Config) (*Handler, error) {
 		api.IntrospectionTTL = cmp.Or(api.IntrospectionTTL, 30*time.Second)
 		api.Tokens = cmp.Or(api.Tokens, tokensJWT)
 		api.DPoP = cmp.Or(api.DPoP, dpopOptional)
-		h.api, h.tokens = &api, newTokenCache(cmp.Or(api.CacheSize, 10000))
+		api.IntrospectionRate = cmp.Or(api.IntrospectionRate, defaultIntrospectionRate)
+		h.api = &api
+		h.tokens = newTokenCache(cmp.Or(api.CacheSize, 10000))
+		h.inactive = newTokenCache(cmp.Or(api.CacheSize, 10000))
+		h.introspections = newLimiter(api.IntrospectionRate, min(api.IntrospectionRate, introspectionBurst))
 	}
 	if cfg.AdminToken != "" {
 		sum := sha256.Sum256([]byte(cfg.AdminToken))
