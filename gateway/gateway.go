@@ -50,6 +50,7 @@ type Gateway struct {
 	admin   http.Handler
 	public  *http.Server
 	adminS  *http.Server
+	drain   *drainer
 	oidc    oidc.Config
 	log     *slog.Logger
 	opt     Options
@@ -164,8 +165,10 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 		opt:    opt,
 		shared: shared,
 	}
-	g.public = NewServer(cfg.Listen, h)
-	g.adminS = NewServer(cfg.AdminListen, g.admin)
+	g.drain = newDrainer()
+	g.public = NewServer(cfg.Listen, g.drain.wrap(h))
+	g.public.ConnState = g.drain.track
+	g.adminS = NewServer(cfg.AdminListen, g.drain.readyz(g.admin))
 	return g, nil
 }
 
@@ -207,7 +210,9 @@ func (g *Gateway) Connect(ctx context.Context) error {
 }
 
 // Run serves until ctx ends, then drains in-flight requests for at most
-// Options.DrainTimeout. Unless Connect succeeded already, it discovers the
+// Options.DrainTimeout: the public listener stops accepting, every answer
+// from then on carries Connection: close, /readyz answers 503, and the
+// servers shut down once no client is mid-request (see drainer). Unless Connect succeeded already, it discovers the
 // identity provider in the background, retrying with backoff; until then
 // /readyz says not ready and logins answer 503. It returns nil after a clean
 // drain, or the error that stopped a server.
@@ -237,6 +242,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		lns[i] = ln
 	}
+	public := newStopListener(lns[0])
+	lns[0] = public
 	for i, s := range servers {
 		go func() {
 			g.log.Info("listening", "addr", lns[i].Addr().String())
@@ -254,6 +261,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	shutCtx, done := context.WithTimeout(context.Background(), g.opt.DrainTimeout)
 	defer done()
+	g.drain.drain(shutCtx, public)
 	for _, s := range servers {
 		if err := s.Shutdown(shutCtx); err != nil {
 			g.log.Error("shutdown", "err", err)

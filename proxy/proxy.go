@@ -63,6 +63,10 @@ type Config struct {
 	StoreGrace time.Duration
 	// AdminToken turns on the admin session API on Admin(h); "" leaves it off.
 	AdminToken string
+	// ProviderProbeInterval is how often the provider's discovery document
+	// is fetched to learn whether it is up; logins and step-ups answer 503
+	// while the last probe failed. Zero means 10s.
+	ProviderProbeInterval time.Duration
 
 	Transport http.RoundTripper // optional; defaults to newTransport()
 	Logger    *slog.Logger      // optional; defaults to slog.Default()
@@ -84,6 +88,9 @@ type Handler struct {
 	now       func() time.Time
 	rp        *httputil.ReverseProxy
 	oidc      atomic.Pointer[oidc.Client]
+
+	probeEvery   time.Duration // see Config.ProviderProbeInterval; never zero
+	idpDownSince atomic.Int64  // unix nanoseconds; 0 while the provider answers
 
 	bodyIdle, bodyDiscard time.Duration // see Config; never zero
 	tunnels               tunnels
@@ -131,6 +138,10 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.StoreGrace < 0 {
 		return nil, fmt.Errorf("proxy: StoreGrace %v; want zero (the default) or positive", cfg.StoreGrace)
 	}
+	if cfg.ProviderProbeInterval < 0 {
+		return nil, fmt.Errorf("proxy: ProviderProbeInterval %v; want zero (the default) or positive", cfg.ProviderProbeInterval)
+	}
+	h.probeEvery = cmp.Or(cfg.ProviderProbeInterval, defaultProbeInterval)
 	if cfg.AdminToken != "" {
 		sum := sha256.Sum256([]byte(cfg.AdminToken))
 		h.adminToken = sum[:]
@@ -158,6 +169,8 @@ func New(cfg Config) (*Handler, error) {
 		time.Sleep(time.Millisecond)
 	}
 	go h.watchTunnels(ctx)
+	go h.watchProvider(ctx)
+	h.metrics.registerProviderGauge(func() bool { return h.Ready() && !h.providerDown() })
 	h.metrics.watchStore(func() time.Duration { return h.follower.Stale(h.now()) }, h.storeGrace)
 	if h.upstream != nil {
 		tr := cfg.Transport
@@ -196,7 +209,10 @@ func (h *Handler) Close() {
 }
 
 // SetOIDC installs the relying-party client once discovery has succeeded.
-func (h *Handler) SetOIDC(c *oidc.Client) { h.oidc.Store(c) }
+func (h *Handler) SetOIDC(c *oidc.Client) {
+	h.oidc.Store(c)
+	h.providerAnswered() // discovery just did
+}
 
 // Ready reports whether the handler can start logins.
 func (h *Handler) Ready() bool { return h.oidc.Load() != nil }
@@ -420,6 +436,10 @@ func rejectReason(err error) string {
 
 // needAuth answers a request that needs a login or a step-up first.
 func (h *Handler) needAuth(w http.ResponseWriter, r *http.Request, t target, d policy.Decision, f *policy.Facts) {
+	if h.providerDown() {
+		h.idpUnavailable(w, r) // neither a redirect nor a login_url into it
+		return
+	}
 	if isNavigation(r.Method, r) {
 		h.startFlow(w, r, d.Level, t.returnPath(), f)
 		return
