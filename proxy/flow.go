@@ -57,7 +57,7 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, level *polic
 	c := h.oidc.Load()
 	if c == nil || h.providerDown() {
 		// Not discovered yet, or down: no redirect into it.
-		h.metrics.flow(kind, "idp_unavailable")
+		h.metrics.flow(kind, name, "idp_unavailable")
 		h.idpUnavailable(w, r)
 		return
 	}
@@ -83,7 +83,7 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, level *polic
 	u, err := c.AuthorizeURL(r.Context(), ar)
 	if errors.Is(err, oidc.ErrUnavailable) {
 		h.providerFailed(err)
-		h.metrics.flow(kind, "idp_unavailable")
+		h.metrics.flow(kind, name, "idp_unavailable")
 		h.idpUnavailable(w, r)
 		return
 	}
