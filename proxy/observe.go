@@ -108,6 +108,8 @@ type metrics struct {
 	flows     *prometheus.CounterVec
 	revokes   *prometheus.CounterVec
 	holds     *prometheus.CounterVec
+	reloads   *prometheus.CounterVec
+	reloaded  prometheus.Gauge
 }
 
 // newMetrics registers the collectors on a fresh registry.
@@ -130,7 +132,17 @@ func newMetrics() *metrics {
 	m.holds = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stepgate_held_transactions_total", Help: "Held transactions, by outcome (held, confirmed, cancelled).",
 	}, []string{"outcome"})
-	m.reg.MustRegister(m.requests, m.decisions, m.flows, m.revokes, m.holds,
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stepgate_config_reload_total", Help: "Reloads of routes.yaml, by result (ok, error: the previous configuration kept serving).",
+	}, []string{"result"})
+	m.reloaded = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "stepgate_config_last_reload_success_timestamp_seconds", Help: "When the configuration in force was loaded (at start or by the last successful reload), as a Unix time.",
+	})
+	// Both results exist from the start, so an alert on errors sees the
+	// first one as an increase rather than a new series.
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("error")
+	m.reg.MustRegister(m.requests, m.decisions, m.flows, m.revokes, m.holds, m.reloads, m.reloaded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -144,6 +156,19 @@ func (m *metrics) flow(kind, outcome string) { m.flows.WithLabelValues(kind, out
 func (m *metrics) revocation(source, result string) { m.revokes.WithLabelValues(source, result).Inc() }
 
 func (m *metrics) held(outcome string) { m.holds.WithLabelValues(outcome).Inc() }
+
+// CountReload counts one reload of the configuration, successful or not,
+// for stepgate_config_reload_total and, on success, the time of the last
+// one. The gateway calls it; SetRoutes does not, since a reload can fail
+// before there are routes to set.
+func (h *Handler) CountReload(ok bool) {
+	if !ok {
+		h.metrics.reloads.WithLabelValues("error").Inc()
+		return
+	}
+	h.metrics.reloads.WithLabelValues("ok").Inc()
+	h.metrics.reloaded.Set(float64(h.now().Unix()))
+}
 
 // watchStore exports the shared store's health: whether the revocation list
 // is in touch, and how stale it is.
