@@ -56,6 +56,9 @@ type Gateway struct {
 	opt     Options
 	shared  store.Store
 
+	boot     *config.Config // what New was given: Reload names what differs and needs a restart
+	reloadMu sync.Mutex     // one Reload at a time, so the last file read is the one in force
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -164,6 +167,7 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 		log:    opt.Logger,
 		opt:    opt,
 		shared: shared,
+		boot:   cfg,
 	}
 	g.drain = newDrainer()
 	g.public = NewServer(cfg.Listen, g.drain.wrap(h))

@@ -157,7 +157,7 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request, p *session.Pe
 	q := r.URL.Query()
 	var level *policy.Level
 	if p.Level != "" {
-		if level = h.levels[p.Level]; level == nil {
+		if level = h.routesOf(r).levels[p.Level]; level == nil {
 			return oidc.Result{}, errLevelGone
 		}
 	}
@@ -307,7 +307,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ev *event) {
 	}
 	var level *policy.Level
 	if name := q.Get("level"); name != "" {
-		if level = h.levels[name]; level == nil {
+		if level = h.routesOf(r).levels[name]; level == nil {
 			fail(w, r, http.StatusBadRequest, "invalid_request", "Unknown verification level.")
 			return
 		}
@@ -343,7 +343,7 @@ func (h *Handler) levelFor(r *http.Request, rd string) *policy.Level {
 	if err != nil {
 		return nil
 	}
-	rule := h.table.Match(policy.Request{Method: http.MethodGet, Host: host, Path: path})
+	rule := h.routesOf(r).table.Match(policy.Request{Method: http.MethodGet, Host: host, Path: path})
 	if rule.Access == policy.Leveled {
 		return rule.Level
 	}
@@ -429,7 +429,7 @@ func (h *Handler) sessionInfo(w http.ResponseWriter, r *http.Request, ev *event)
 	if !st.Facts.AuthTime.IsZero() {
 		b.AuthTime = st.Facts.AuthTime.Unix()
 	}
-	for name, l := range h.levels {
+	for name, l := range h.routesOf(r).levels {
 		b.Levels[name], _ = l.Satisfied(&st.Facts, now)
 	}
 	writeJSON(w, http.StatusOK, b)

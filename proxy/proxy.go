@@ -75,9 +75,7 @@ type Config struct {
 
 // Handler is the public-listener handler. Create it with New.
 type Handler struct {
-	table     *policy.Table
-	pathOpt   policy.PathOptions
-	levels    map[string]*policy.Level
+	routes    atomic.Pointer[routes] // what a reload may change; see routesOf
 	sessions  *session.Store
 	publicURL *url.URL
 	upstream  *url.URL
@@ -114,9 +112,6 @@ func New(cfg Config) (*Handler, error) {
 			cfg.BodyIdleTimeout, cfg.BodyDiscardTimeout)
 	}
 	h := &Handler{
-		table:     cfg.Table,
-		pathOpt:   cfg.PathOptions,
-		levels:    map[string]*policy.Level{},
 		sessions:  cfg.Sessions,
 		publicURL: cfg.PublicURL,
 		upstream:  cfg.Upstream,
@@ -146,8 +141,8 @@ func New(cfg Config) (*Handler, error) {
 		sum := sha256.Sum256([]byte(cfg.AdminToken))
 		h.adminToken = sum[:]
 	}
-	for _, l := range cfg.Levels {
-		h.levels[l.Name] = l
+	if err := h.SetRoutes(Routes{Table: cfg.Table, PathOptions: cfg.PathOptions, Levels: cfg.Levels}); err != nil {
+		return nil, err
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -240,6 +235,7 @@ func newTransport() *http.Transport {
 // decide, act.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
+	r = h.withRoutes(r) // one generation of routes for the whole request
 	rec := &recorder{ResponseWriter: w}
 	if hasBody(r) {
 		// Until the request is handed to the upstream, an answer is the
@@ -390,7 +386,7 @@ func (h *Handler) loadSession(r *http.Request, now time.Time, ev *event) *sessio
 // that could not be made single use. Public routes are unaffected.
 func (h *Handler) decide(r *http.Request, t target, extra []*policy.Level, f *policy.Facts, now time.Time, ev *event) (rule *policy.Rule, d policy.Decision, ok bool) {
 	q := policy.Question{Request: t.Request, Claimed: claimedMethods(r.Header, t.Query), Extra: extra}
-	rule, d = h.table.Decide(q, f, now)
+	rule, d = h.routesOf(r).table.Decide(q, f, now)
 	ev.route, ev.reason = rule.Name, d.Reason
 	if rule.Report {
 		// Report-only: what would have happened is logged and counted, and
