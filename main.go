@@ -1,7 +1,7 @@
 // Command stepgate is a reverse-proxy gateway that enforces OpenID Connect
 // step-up authentication on the routes routes.yaml marks sensitive.
 //
-//	stepgate serve   [-config routes.yaml]   run the gateway
+//	stepgate serve   [-config routes.yaml]   run the gateway (SIGHUP, or a change of the file, reloads it)
 //	stepgate check   [-config routes.yaml]   validate a configuration
 //	stepgate explain [-config routes.yaml] METHOD URL
 //	stepgate demo                            the gateway, a demo bank and a development provider on 127.0.0.1
@@ -214,6 +214,11 @@ func describe(r *policy.Rule) string {
 }
 
 func serve(ctx context.Context, path string, stderr io.Writer) int {
+	// SIGHUP reloads the file. It is caught first: until then it would end
+	// the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -228,6 +233,20 @@ func serve(ctx context.Context, path string, stderr io.Writer) int {
 		logger.Error("cannot start", "err", err)
 		return 1
 	}
+	if err := g.WatchConfig(ctx, path); err != nil {
+		logger.Warn("configuration file not watched; reload it with SIGHUP", "err", err)
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				logger.Info("SIGHUP: reloading the configuration", "file", path)
+				g.Reload(path) // logs and counts its own outcome
+			}
+		}
+	}()
 	if err := g.Run(ctx); err != nil {
 		return 1
 	}

@@ -50,10 +50,14 @@ type Gateway struct {
 	admin   http.Handler
 	public  *http.Server
 	adminS  *http.Server
+	drain   *drainer
 	oidc    oidc.Config
 	log     *slog.Logger
 	opt     Options
 	shared  store.Store
+
+	boot     *config.Config // what New was given: Reload names what differs and needs a restart
+	reloadMu sync.Mutex     // one Reload at a time, so the last file read is the one in force
 
 	closeOnce sync.Once
 	closeErr  error
@@ -165,9 +169,12 @@ func New(cfg *config.Config, opt Options) (*Gateway, error) {
 		log:    opt.Logger,
 		opt:    opt,
 		shared: shared,
+		boot:   cfg,
 	}
-	g.public = NewServer(cfg.Listen, h)
-	g.adminS = NewServer(cfg.AdminListen, g.admin)
+	g.drain = newDrainer()
+	g.public = NewServer(cfg.Listen, g.drain.wrap(h))
+	g.public.ConnState = g.drain.track
+	g.adminS = NewServer(cfg.AdminListen, g.drain.readyz(g.admin))
 	return g, nil
 }
 
@@ -225,7 +232,9 @@ func (g *Gateway) Connect(ctx context.Context) error {
 }
 
 // Run serves until ctx ends, then drains in-flight requests for at most
-// Options.DrainTimeout. Unless Connect succeeded already, it discovers the
+// Options.DrainTimeout: the public listener stops accepting, every answer
+// from then on carries Connection: close, /readyz answers 503, and the
+// servers shut down once no client is mid-request (see drainer). Unless Connect succeeded already, it discovers the
 // identity provider in the background, retrying with backoff; until then
 // /readyz says not ready and logins answer 503. It returns nil after a clean
 // drain, or the error that stopped a server.
@@ -255,6 +264,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		lns[i] = ln
 	}
+	public := newStopListener(lns[0])
+	lns[0] = public
 	for i, s := range servers {
 		go func() {
 			g.log.Info("listening", "addr", lns[i].Addr().String())
@@ -272,6 +283,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	shutCtx, done := context.WithTimeout(context.Background(), g.opt.DrainTimeout)
 	defer done()
+	g.drain.drain(shutCtx, public)
 	for _, s := range servers {
 		if err := s.Shutdown(shutCtx); err != nil {
 			g.log.Error("shutdown", "err", err)

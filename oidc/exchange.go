@@ -109,14 +109,24 @@ func (c *Client) Exchange(ctx context.Context, code string, want Expect) (Result
 	ctx = gooidc.ClientContext(ctx, c.httpClient)
 	tok, err := c.oauth2.Exchange(ctx, code, oauth2.VerifierOption(want.Verifier))
 	if err != nil {
-		return Result{}, fmt.Errorf("oidc: code exchange: %w", err)
+		err = fmt.Errorf("oidc: code exchange: %w", err)
+		var re *oauth2.RetrieveError
+		if unreachable(ctx, err) || errors.As(err, &re) && re.Response != nil && serverError(re.Response.StatusCode) {
+			return Result{}, &unavailable{err}
+		}
+		return Result{}, err
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
 		return Result{}, errors.New("oidc: token response has no id_token")
 	}
-	idt, err := c.verifier.Verify(ctx, raw)
+	vctx, fetched := withFetchNote(ctx)
+	idt, err := c.verifier.Verify(vctx, raw)
 	if err != nil {
+		if fetched.err != nil {
+			// The keys could not be fetched: the token may be fine.
+			return Result{}, &unavailable{&verifyError{err}}
+		}
 		return Result{}, &verifyError{err}
 	}
 	var cl idClaims

@@ -36,6 +36,7 @@ type keySet struct {
 	mu      sync.Mutex // held while fetching, so one fetch serves all waiters
 	keys    gooidc.StaticKeySet
 	fetched time.Time
+	err     error // of the last fetch; nil when it succeeded
 }
 
 func newKeySet(url string, hc *http.Client) *keySet { return &keySet{url: url, hc: hc} }
@@ -51,6 +52,7 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 		}
 	}
 	if keys, err := k.refresh(ctx, fetched); err != nil {
+		noteFetch(ctx, err)
 		return nil, err
 	} else if len(keys.PublicKeys) > 0 {
 		return keys.VerifySignature(ctx, jwt)
@@ -65,12 +67,18 @@ func (k *keySet) refresh(ctx context.Context, seen time.Time) (gooidc.StaticKeyS
 	defer k.mu.Unlock()
 	if k.fetched.After(seen) || (!k.fetched.IsZero() && time.Since(k.fetched) < minKeyRefresh) {
 		if len(k.keys.PublicKeys) == 0 {
+			if k.err != nil {
+				// No keys because the last fetch failed: say why, so an
+				// unreachable provider is not taken for a bad token.
+				return k.keys, k.err
+			}
 			return k.keys, errors.New("oidc: no key verifies the signature, and the provider's keys were fetched moments ago")
 		}
 		return k.keys, nil
 	}
 	keys, err := k.fetch(ctx)
 	k.fetched = time.Now() // a failed fetch waits its turn too
+	k.err = err
 	if err != nil {
 		return k.keys, err
 	}
@@ -79,19 +87,29 @@ func (k *keySet) refresh(ctx context.Context, seen time.Time) (gooidc.StaticKeyS
 }
 
 func (k *keySet) fetch(ctx context.Context) (gooidc.StaticKeySet, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// A fetch cut by this bound is the provider's failure; one cut because
+	// ctx ended is not (see unreachable), hence two contexts.
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	req, err := http.NewRequestWithContext(fctx, http.MethodGet, k.url, nil)
 	if err != nil {
 		return gooidc.StaticKeySet{}, fmt.Errorf("oidc: jwks_uri %q: %w", k.url, err)
 	}
 	resp, err := k.hc.Do(req)
 	if err != nil {
-		return gooidc.StaticKeySet{}, fmt.Errorf("oidc: fetching keys: %w", err)
+		err = fmt.Errorf("oidc: fetching keys: %w", err)
+		if unreachable(ctx, err) {
+			return gooidc.StaticKeySet{}, &unavailable{err}
+		}
+		return gooidc.StaticKeySet{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return gooidc.StaticKeySet{}, fmt.Errorf("oidc: fetching keys from %q: status %d; want 200", k.url, resp.StatusCode)
+		err := fmt.Errorf("oidc: fetching keys from %q: status %d; want 200", k.url, resp.StatusCode)
+		if serverError(resp.StatusCode) {
+			return gooidc.StaticKeySet{}, &unavailable{err}
+		}
+		return gooidc.StaticKeySet{}, err
 	}
 	var set jose.JSONWebKeySet
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxJWKS)).Decode(&set); err != nil {

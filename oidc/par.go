@@ -104,11 +104,17 @@ func (c *Client) push(ctx context.Context, params url.Values) (string, error) {
 	}
 	resp, err := c.httpClient.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("oidc: pushed authorization request to %s: %w", c.par, err)
+		err = fmt.Errorf("oidc: pushed authorization request to %s: %w", c.par, err)
+		if unreachable(ctx, err) {
+			return "", &unavailable{err}
+		}
+		return "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPARResponse+1))
 	switch {
+	case err != nil && unreachable(ctx, err):
+		return "", &unavailable{fmt.Errorf("oidc: pushed authorization request to %s: reading the answer: %w", c.par, err)}
 	case err != nil:
 		return "", fmt.Errorf("oidc: pushed authorization request to %s: reading the answer: %w", c.par, err)
 	case len(body) > maxPARResponse:
@@ -118,6 +124,11 @@ func (c *Client) push(ctx context.Context, params url.Values) (string, error) {
 	// RFC 9126 §2.2 answers 201; 200 is accepted too, as nothing hangs on
 	// the difference.
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		if serverError(resp.StatusCode) {
+			// The provider failed, not the request: the same push may
+			// succeed once it is back.
+			return "", &unavailable{fmt.Errorf("oidc: pushed authorization request to %s: answered %d, want 201", c.par, resp.StatusCode)}
+		}
 		var e struct {
 			Error       string `json:"error"`
 			Description string `json:"error_description"`

@@ -43,6 +43,8 @@ func (h *Handler) notReady() string {
 	switch {
 	case !h.Ready():
 		return "identity provider discovery has not succeeded yet"
+	case h.providerDown():
+		return "identity provider unreachable; logins and step-ups answer 503 until a probe succeeds"
 	case h.storeStale(h.now()):
 		return "the shared session store cannot be reached; routes that need a session answer 503"
 	}

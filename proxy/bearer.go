@@ -29,7 +29,9 @@ type APIConfig struct {
 	// Introspect says how a token is checked: never (JWTs only), always, or
 	// for tokens that are not JWTs (TokensBoth).
 	Tokens string // "jwt", "introspection" or "both"
-	// DPoP is the default for routes that set none; RouteDPoP by rule name.
+	// DPoP is the default for routes that set none. RouteDPoP, by rule
+	// name, is the routes' own at the start; reloads change it with the
+	// routes (Routes.DPoP).
 	DPoP      string // "off", "optional" or "required"
 	RouteDPoP map[string]string
 
@@ -278,9 +280,10 @@ func (h *Handler) remember(key tokenKey, tok *oidc.AccessToken, now time.Time, t
 // claims (override headers, _method), as decide weighs them all.
 func (h *Handler) dpopAccepts(r *http.Request, t target) (plain, bound bool) {
 	plain, bound = true, true
+	rt := h.routesOf(r)
 	check := func(rule *policy.Rule) {
 		mode := h.api.DPoP
-		if m, ok := h.api.RouteDPoP[rule.Name]; ok {
+		if m, ok := rt.dpop[rule.Name]; ok {
 			mode = m
 		}
 		switch mode {
@@ -290,11 +293,11 @@ func (h *Handler) dpopAccepts(r *http.Request, t target) (plain, bound bool) {
 			plain = false
 		}
 	}
-	check(h.table.Match(t.Request))
+	check(rt.table.Match(t.Request))
 	for _, m := range claimedMethods(r.Header, t.Query) {
 		req := t.Request
 		req.Method = m
-		check(h.table.Match(req))
+		check(rt.table.Match(req))
 	}
 	return plain, bound
 }

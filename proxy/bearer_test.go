@@ -434,3 +434,18 @@ func TestForwardAuthBearer(t *testing.T) {
 	p, _ = dpop.NewProof(key, "POST", gatewayURL.String()+"/.stepgate/auth", bound, time.Now())
 	wantRefused(t, "proof for the auth endpoint", ask("POST", "/api/transfer", "DPoP "+bound, "DPoP", p), http.StatusUnauthorized, `DPoP error="invalid_dpop_proof"`)
 }
+
+// A route's own dpop setting reloads with the routes: a route made
+// dpop: required by a reload refuses plain tokens at once.
+func TestBearerDPoPReloads(t *testing.T) {
+	fx := newBearerFixture(t, nil)
+	plain := fx.accessToken(nil)
+	if resp := fx.bearer("GET", "/api/x", "Bearer", plain, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("plain token before the reload: %d; want 200", resp.StatusCode)
+	}
+	if err := fx.h.SetRoutes(Routes{Table: fx.cfg.Table, Levels: fx.cfg.Levels, DPoP: map[string]string{"mfa": dpopRequired}}); err != nil {
+		t.Fatal(err)
+	}
+	wantRefused(t, "plain token after dpop: required was reloaded", fx.bearer("GET", "/api/x", "Bearer", plain, nil),
+		http.StatusUnauthorized, `DPoP error="invalid_token"`)
+}

@@ -54,7 +54,7 @@ func newBodyGateway(t *testing.T) *bodyGateway {
 	f := newFixture(t)
 	upURL, _ := url.Parse(up.URL)
 	h, err := New(Config{
-		Table: f.h.table, Levels: []*policy.Level{mfa}, Sessions: f.store, Upstream: upURL,
+		Table: f.h.routes.Load().table, Levels: []*policy.Level{mfa}, Sessions: f.store, Upstream: upURL,
 		PublicURL: f.h.publicURL, Logger: discardLogger(),
 		BodyIdleTimeout: testIdle, BodyDiscardTimeout: testDiscard,
 	})

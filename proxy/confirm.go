@@ -295,7 +295,7 @@ func (h *Handler) confirm(w http.ResponseWriter, r *http.Request, ev *event) {
 		h.holdFailed(w, r, ev, status, id)
 		return
 	}
-	rule := h.table.Rule(hd.Rule)
+	rule := h.routesOf(r).table.Rule(hd.Rule)
 	if rule == nil || rule.Confirm == nil || rule.Level == nil {
 		// The configuration changed under the hold: never send it.
 		h.holdFailed(w, r, ev, http.StatusGone, id)
@@ -354,7 +354,7 @@ func (h *Handler) release(w http.ResponseWriter, r *http.Request, hd *hold, st *
 		h.holdFailed(w, r, ev, http.StatusForbidden, hd.ID)
 		return
 	}
-	if rule := h.table.Rule(taken.Rule); rule != nil && rule.Level != nil && rule.Level.Once {
+	if rule := h.routesOf(r).table.Rule(taken.Rule); rule != nil && rule.Level != nil && rule.Level.Once {
 		d, ok := h.consumeOnce(r, rule.Level, st, policy.Decision{Action: policy.Allow})
 		if !ok {
 			unavailable(w, r)
@@ -736,7 +736,7 @@ func (h *Handler) detailsFor(r *http.Request, rd string, f *policy.Facts) string
 	if hd == nil {
 		return ""
 	}
-	rule := h.table.Rule(hd.Rule)
+	rule := h.routesOf(r).table.Rule(hd.Rule)
 	if rule == nil || rule.Confirm == nil || rule.Confirm.AuthorizationDetails == "" {
 		return ""
 	}

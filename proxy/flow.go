@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/stepgate/stepgate/oidc"
@@ -46,17 +47,22 @@ func (h *Handler) serveGateway(w http.ResponseWriter, r *http.Request, t target,
 // state, nonce and PKCE verifier in a sealed pending cookie, then a redirect
 // to the IdP carrying the level's parameters.
 func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, level *policy.Level, rd string, f *policy.Facts) {
+	name, kind := "", "login"
+	if level != nil {
+		name = level.Name
+	}
+	if f.Authenticated() {
+		kind = "step_up"
+	}
 	c := h.oidc.Load()
-	if c == nil {
-		fail(w, r, http.StatusServiceUnavailable, "unavailable", "Sign-in is not available yet. Try again in a moment.")
+	if c == nil || h.providerDown() {
+		// Not discovered yet, or down: no redirect into it.
+		h.metrics.flow(kind, name, "idp_unavailable")
+		h.idpUnavailable(w, r)
 		return
 	}
 	if rd == "" {
 		rd = "/"
-	}
-	name := ""
-	if level != nil {
-		name = level.Name
 	}
 	p, err := session.NewPending(name, rd, h.now())
 	if err != nil {
@@ -65,18 +71,22 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, level *polic
 	}
 	ar := oidc.AuthRequest{State: p.State, Nonce: p.Nonce, Verifier: p.Verifier, Level: level,
 		AuthorizationDetails: h.detailsFor(r, rd, f)}
-	kind := "login"
 	if f.Authenticated() {
 		p.Issuer, p.Subject = f.Issuer, f.Subject
 		ar.LoginHint = f.Email
 		if ar.LoginHint == "" {
 			ar.LoginHint = f.Subject
 		}
-		kind = "step_up"
 	}
 	// With PAR this is a call to the IdP. There is no fallback to an
 	// unpushed URL, whose parameters the user could edit.
 	u, err := c.AuthorizeURL(r.Context(), ar)
+	if errors.Is(err, oidc.ErrUnavailable) {
+		h.providerFailed(err)
+		h.metrics.flow(kind, name, "idp_unavailable")
+		h.idpUnavailable(w, r)
+		return
+	}
 	if err != nil {
 		h.log.Warn("cannot start login at the identity provider", "err", err)
 		fail(w, r, http.StatusServiceUnavailable, "unavailable", "Sign-in is briefly unavailable. Try again in a moment.")
@@ -147,7 +157,7 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request, p *session.Pe
 	q := r.URL.Query()
 	var level *policy.Level
 	if p.Level != "" {
-		if level = h.levels[p.Level]; level == nil {
+		if level = h.routesOf(r).levels[p.Level]; level == nil {
 			return oidc.Result{}, errLevelGone
 		}
 	}
@@ -187,6 +197,10 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request, p *session.Pe
 		return oidc.Result{}, errUnsatisfied.because("authorization_details in the token response differ from those sent")
 	case errors.As(err, &sue):
 		return oidc.Result{}, errUnsatisfied.because(sue.Reason)
+	case errors.Is(err, oidc.ErrUnavailable):
+		// The code may be fine; the provider could not be asked.
+		h.providerFailed(err)
+		return oidc.Result{}, errIdPUnavailable.because(err.Error())
 	}
 	return oidc.Result{}, errInvalidToken.because(err.Error())
 }
@@ -213,8 +227,10 @@ var (
 	errNoCode       = &flowError{status: http.StatusBadRequest, code: "invalid_request", msg: tryAgainMsg, reason: "callback without code"}
 	errOtherSubject = &flowError{status: http.StatusForbidden, code: "session_ended", outcome: "subject_mismatch", reason: "subject mismatch; session ended",
 		msg: "The verification was completed by a different account, so you have been signed out."}
-	errUnsatisfied      = &flowError{status: http.StatusForbidden, code: "step_up_failed", msg: stepUpFailedMsg, outcome: "unsatisfied"}
-	errInvalidToken     = &flowError{status: http.StatusForbidden, code: "login_failed", msg: tryAgainMsg, outcome: "invalid_token"}
+	errUnsatisfied    = &flowError{status: http.StatusForbidden, code: "step_up_failed", msg: stepUpFailedMsg, outcome: "unsatisfied"}
+	errInvalidToken   = &flowError{status: http.StatusForbidden, code: "login_failed", msg: tryAgainMsg, outcome: "invalid_token"}
+	errIdPUnavailable = &flowError{status: http.StatusServiceUnavailable, code: "idp_unavailable", outcome: "idp_unavailable",
+		msg: "The sign-in service cannot be reached right now, so sign-in could not be completed. Go back to the page you wanted and try again in a minute."}
 	errStoreUnavailable = &flowError{status: http.StatusServiceUnavailable, code: "unavailable", outcome: "store_unavailable", reason: "shared store unreachable",
 		msg: "Sign-in is briefly unavailable. Go back to the page you wanted and try again in a few seconds."}
 )
@@ -247,6 +263,12 @@ func (h *Handler) failFlow(w http.ResponseWriter, r *http.Request, kind string, 
 			level = p.Level
 		}
 		h.metrics.flow(kind, level, e.outcome)
+	}
+	switch {
+	case e.code == errIdPUnavailable.code:
+		w.Header().Set("Retry-After", h.idpRetryAfter())
+	case e.status == http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	}
 	fail(w, r, e.status, e.code, e.msg)
 }
@@ -285,7 +307,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ev *event) {
 	}
 	var level *policy.Level
 	if name := q.Get("level"); name != "" {
-		if level = h.levels[name]; level == nil {
+		if level = h.routesOf(r).levels[name]; level == nil {
 			fail(w, r, http.StatusBadRequest, "invalid_request", "Unknown verification level.")
 			return
 		}
@@ -321,7 +343,7 @@ func (h *Handler) levelFor(r *http.Request, rd string) *policy.Level {
 	if err != nil {
 		return nil
 	}
-	rule := h.table.Match(policy.Request{Method: http.MethodGet, Host: host, Path: path})
+	rule := h.routesOf(r).table.Match(policy.Request{Method: http.MethodGet, Host: host, Path: path})
 	if rule.Access == policy.Leveled {
 		return rule.Level
 	}
@@ -407,7 +429,7 @@ func (h *Handler) sessionInfo(w http.ResponseWriter, r *http.Request, ev *event)
 	if !st.Facts.AuthTime.IsZero() {
 		b.AuthTime = st.Facts.AuthTime.Unix()
 	}
-	for name, l := range h.levels {
+	for name, l := range h.routesOf(r).levels {
 		b.Levels[name], _ = l.Satisfied(&st.Facts, now)
 	}
 	writeJSON(w, http.StatusOK, b)

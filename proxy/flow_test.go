@@ -775,8 +775,8 @@ func TestLogin(t *testing.T) {
 		fx := newFlowFixture(t, oidctest.Options{})
 		resp := fx.send(fx.restart(nil, true), http.MethodGet, reservedPrefix+"login?rd=/account", jsonHdr)
 		body := readBody(t, resp)
-		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, `"unavailable"`) {
-			t.Errorf("got %d %s; want 503 unavailable", resp.StatusCode, body)
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, `"idp_unavailable"`) || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("got %d %s (Retry-After %q); want 503 idp_unavailable with a Retry-After", resp.StatusCode, body, resp.Header.Get("Retry-After"))
 		}
 		if fx.pendingInJar() {
 			t.Error("a pending round trip was started without a provider")

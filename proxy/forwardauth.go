@@ -105,10 +105,10 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 		err  error
 	)
 	if t.Path == authPath {
-		o, err = originalFromHeaders(r.Header, h.pathOpt)
+		o, err = originalFromHeaders(r.Header, h.routesOf(r).pathOpt)
 		opts = r.URL.Query()
 	} else {
-		o, err = originalFromPrefix(r, h.pathOpt)
+		o, err = originalFromPrefix(r, h.routesOf(r).pathOpt)
 	}
 	if err != nil {
 		rf := asRefusal(err)
@@ -121,7 +121,7 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 
 	var levels []*policy.Level
 	for _, name := range append(opts["level"], r.Header.Values(HeaderAuthLevel)...) {
-		l := h.levels[name]
+		l := h.routesOf(r).levels[name]
 		if l == nil {
 			// Either the ingress configuration names a level routes.yaml does
 			// not define, or a client got its own X-Stepgate-Level through.

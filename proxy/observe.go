@@ -187,7 +187,7 @@ func newMetrics(now time.Time) *metrics {
 			Name: "stepgate_step_ups_total", Help: "Step-up round trips, by level and outcome (start, success, or why it failed).",
 		}, []string{"level", "outcome"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "stepgate_config_reload_total", Help: "Configuration reloads, by result (success, failure).",
+			Name: "stepgate_config_reload_total", Help: "Reloads of routes.yaml, by result (ok, error: the previous configuration kept serving).",
 		}, []string{"result"}),
 		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "stepgate_config_last_reload_success_timestamp_seconds", Help: "When the configuration in service was loaded, as a Unix time.",
@@ -219,8 +219,8 @@ func newMetrics(now time.Time) *metrics {
 	for _, o := range []string{"held", "confirmed", "cancelled"} {
 		m.holds.WithLabelValues(o)
 	}
-	m.reloads.WithLabelValues("success")
-	m.reloads.WithLabelValues("failure")
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("error")
 	m.lastReload.Set(float64(now.UnixNano()) / 1e9)
 	m.series.Store(&map[seriesKey]*requestSeries{})
 	return m
@@ -308,18 +308,19 @@ func (m *metrics) held(outcome string) { m.holds.WithLabelValues(outcome).Inc() 
 // configuration in service.
 func (m *metrics) reload(ok bool, at time.Time) {
 	if !ok {
-		m.reloads.WithLabelValues("failure").Inc()
+		m.reloads.WithLabelValues("error").Inc()
 		return
 	}
-	m.reloads.WithLabelValues("success").Inc()
+	m.reloads.WithLabelValues("ok").Inc()
 	m.lastReload.Set(float64(at.UnixNano()) / 1e9)
 }
 
 // CountReload records the result of an attempt to reload the configuration
-// (err nil: the new configuration is in service) in
-// stepgate_config_reload_total and, on success, in
-// stepgate_config_last_reload_success_timestamp_seconds.
-func (h *Handler) CountReload(err error) { h.metrics.reload(err == nil, h.now()) }
+// (ok: the new configuration is in service) in stepgate_config_reload_total
+// and, on success, in stepgate_config_last_reload_success_timestamp_seconds.
+// The gateway calls it; SetRoutes does not, since a reload can fail before
+// there are routes to set.
+func (h *Handler) CountReload(ok bool) { h.metrics.reload(ok, h.now()) }
 
 // watchStore exports the shared store's health: whether the revocation list
 // is in touch, and how stale it is.

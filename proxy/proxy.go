@@ -68,6 +68,10 @@ type Config struct {
 	// API turns on bearer access tokens; nil leaves Authorization to the
 	// app.
 	API *APIConfig
+	// ProviderProbeInterval is how often the provider's discovery document
+	// is fetched to learn whether it is up; logins and step-ups answer 503
+	// while the last probe failed. Zero means 10s.
+	ProviderProbeInterval time.Duration
 
 	Transport http.RoundTripper // optional; defaults to newTransport()
 	Logger    *slog.Logger      // optional; defaults to slog.Default()
@@ -76,9 +80,7 @@ type Config struct {
 
 // Handler is the public-listener handler. Create it with New.
 type Handler struct {
-	table     *policy.Table
-	pathOpt   policy.PathOptions
-	levels    map[string]*policy.Level
+	routes    atomic.Pointer[routes] // what a reload may change; see routesOf
 	sessions  *session.Store
 	publicURL *url.URL
 	upstream  *url.URL
@@ -89,6 +91,9 @@ type Handler struct {
 	now       func() time.Time
 	rp        *httputil.ReverseProxy
 	oidc      atomic.Pointer[oidc.Client]
+
+	probeEvery   time.Duration // see Config.ProviderProbeInterval; never zero
+	idpDownSince atomic.Int64  // unix nanoseconds; 0 while the provider answers
 
 	bodyIdle, bodyDiscard time.Duration // see Config; never zero
 	tunnels               tunnels
@@ -118,9 +123,6 @@ func New(cfg Config) (*Handler, error) {
 			cfg.BodyIdleTimeout, cfg.BodyDiscardTimeout)
 	}
 	h := &Handler{
-		table:     cfg.Table,
-		pathOpt:   cfg.PathOptions,
-		levels:    map[string]*policy.Level{},
 		sessions:  cfg.Sessions,
 		publicURL: cfg.PublicURL,
 		upstream:  cfg.Upstream,
@@ -157,12 +159,20 @@ func New(cfg Config) (*Handler, error) {
 		h.inactive = newTokenCache(cmp.Or(api.CacheSize, 10000))
 		h.introspections = newLimiter(api.IntrospectionRate, min(api.IntrospectionRate, introspectionBurst))
 	}
+	if cfg.ProviderProbeInterval < 0 {
+		return nil, fmt.Errorf("proxy: ProviderProbeInterval %v; want zero (the default) or positive", cfg.ProviderProbeInterval)
+	}
+	h.probeEvery = cmp.Or(cfg.ProviderProbeInterval, defaultProbeInterval)
 	if cfg.AdminToken != "" {
 		sum := sha256.Sum256([]byte(cfg.AdminToken))
 		h.adminToken = sum[:]
 	}
-	for _, l := range cfg.Levels {
-		h.levels[l.Name] = l
+	rt := Routes{Table: cfg.Table, PathOptions: cfg.PathOptions, Levels: cfg.Levels}
+	if cfg.API != nil {
+		rt.DPoP = cfg.API.RouteDPoP
+	}
+	if err := h.SetRoutes(rt); err != nil {
+		return nil, err
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -184,6 +194,8 @@ func New(cfg Config) (*Handler, error) {
 		time.Sleep(time.Millisecond)
 	}
 	go h.watchTunnels(ctx)
+	go h.watchProvider(ctx)
+	h.metrics.registerProviderGauge(func() bool { return h.Ready() && !h.providerDown() })
 	h.metrics.watchStore(func() time.Duration { return h.follower.Stale(h.now()) }, h.storeGrace)
 	if h.upstream != nil {
 		tr := cfg.Transport
@@ -222,7 +234,10 @@ func (h *Handler) Close() {
 }
 
 // SetOIDC installs the relying-party client once discovery has succeeded.
-func (h *Handler) SetOIDC(c *oidc.Client) { h.oidc.Store(c) }
+func (h *Handler) SetOIDC(c *oidc.Client) {
+	h.oidc.Store(c)
+	h.providerAnswered() // discovery just did
+}
 
 // Ready reports whether the handler can start logins.
 func (h *Handler) Ready() bool { return h.oidc.Load() != nil }
@@ -250,6 +265,7 @@ func newTransport() *http.Transport {
 // decide, act.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
+	r = h.withRoutes(r) // one generation of routes for the whole request
 	rec := &recorder{ResponseWriter: w}
 	if hasBody(r) {
 		// Until the request is handed to the upstream, an answer is the
@@ -420,7 +436,7 @@ func (h *Handler) loadSession(r *http.Request, now time.Time, ev *event) *sessio
 // that could not be made single use. Public routes are unaffected.
 func (h *Handler) decide(r *http.Request, t target, extra []*policy.Level, f *policy.Facts, now time.Time, ev *event) (rule *policy.Rule, d policy.Decision, ok bool) {
 	q := policy.Question{Request: t.Request, Claimed: claimedMethods(r.Header, t.Query), Extra: extra}
-	rule, d = h.table.Decide(q, f, now)
+	rule, d = h.routesOf(r).table.Decide(q, f, now)
 	ev.route, ev.reason = rule.Name, d.Reason
 	if rule.Report {
 		// Report-only: what would have happened is logged and counted, and
@@ -466,6 +482,10 @@ func rejectReason(err error) string {
 
 // needAuth answers a request that needs a login or a step-up first.
 func (h *Handler) needAuth(w http.ResponseWriter, r *http.Request, t target, d policy.Decision, f *policy.Facts) {
+	if h.providerDown() {
+		h.idpUnavailable(w, r) // neither a redirect nor a login_url into it
+		return
+	}
 	if isNavigation(r.Method, r) {
 		h.startFlow(w, r, d.Level, t.returnPath(), f)
 		return

@@ -266,7 +266,7 @@ func TestDeniedAndUpstreamDown(t *testing.T) {
 	}
 	pub, _ := url.Parse("http://gateway.test")
 	dead, _ := url.Parse("http://127.0.0.1:1")
-	h, err := New(Config{Table: f.h.table, Sessions: f.store, Upstream: dead, PublicURL: pub, Logger: discardLogger()})
+	h, err := New(Config{Table: f.h.routes.Load().table, Sessions: f.store, Upstream: dead, PublicURL: pub, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +390,7 @@ func TestWebsocketTunnelEndsWithStepUp(t *testing.T) {
 	defer up.Close()
 	f := newFixture(t)
 	upURL, _ := url.Parse(up.URL)
-	h, err := New(Config{Table: f.h.table, Levels: []*policy.Level{mfa}, Sessions: f.store, Upstream: upURL,
+	h, err := New(Config{Table: f.h.routes.Load().table, Levels: []*policy.Level{mfa}, Sessions: f.store, Upstream: upURL,
 		PublicURL: f.h.publicURL, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)

@@ -52,7 +52,7 @@ func (h *Handler) canonical(r *http.Request) (target, error) {
 	if err != nil {
 		return target{}, err
 	}
-	req, err := policy.Canonical(r.Method, r.Host, raw, h.pathOpt)
+	req, err := policy.Canonical(r.Method, r.Host, raw, h.routesOf(r).pathOpt)
 	if err != nil {
 		return target{}, err
 	}

@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"maps"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -130,8 +131,14 @@ type Server struct {
 	KeyID                  string
 
 	opts Options
+	mux  http.Handler
+	ts   *httptest.Server
 	mu   sync.Mutex
 	next Token
+	// failStatus, when not 0, is what the endpoints in failPaths (every
+	// endpoint when empty) answer; see FailWith.
+	failStatus int
+	failPaths  []string
 	// discoveryHits counts discovery requests, for FailDiscovery.
 	discoveryHits int
 	jwksHits      int
@@ -203,10 +210,53 @@ func NewServer(t testing.TB, opts Options) *Server {
 		mux.HandleFunc("POST /introspect", s.introspection)
 	}
 	mux.HandleFunc("GET /logout", func(w http.ResponseWriter, r *http.Request) {})
-	ts := httptest.NewServer(mux) // listens on 127.0.0.1
-	t.Cleanup(ts.Close)
-	s.URL = ts.URL
+	s.mux = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		status := s.failStatus
+		if len(s.failPaths) > 0 && !slices.Contains(s.failPaths, r.URL.Path) {
+			status = 0
+		}
+		s.mu.Unlock()
+		if status != 0 {
+			http.Error(w, "provider failing on purpose", status)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	s.ts = httptest.NewServer(s.mux) // listens on 127.0.0.1
+	t.Cleanup(func() { s.ts.Close() })
+	s.URL = s.ts.URL
 	return s
+}
+
+// Stop takes the provider down as a crashed or partitioned one is: its
+// listener is closed, with every connection, so clients get connection
+// refused. Start brings it back.
+func (s *Server) Stop() { s.ts.Close() }
+
+// Start serves again, on the address Stop closed, with every code, key and
+// setting the provider had.
+func (s *Server) Start(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp", strings.TrimPrefix(s.URL, "http://"))
+	if err != nil {
+		t.Fatalf("oidctest: listening again on %s: %v", s.URL, err)
+	}
+	ts := httptest.NewUnstartedServer(s.mux)
+	ts.Listener.Close()
+	ts.Listener = ln
+	ts.Start()
+	s.ts = ts
+}
+
+// FailWith makes the endpoints at paths ("/jwks", "/token"...; every
+// endpoint when none is named) answer status, as a provider that is up but
+// failing, or behind a load balancer with no healthy backend, does. 0
+// restores them all.
+func (s *Server) FailWith(status int, paths ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failStatus, s.failPaths = status, paths
 }
 
 var sharedKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) })
