@@ -53,10 +53,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, `
   Try: the account page (password only), then Transfers -> Send (asks for the
   one-time code), then Admin (asks for password and code again; max_age %s).
+  API: GET %s/api/transfers with an access token of client %s
+  (secret %s): see "Protecting an API" in the README.
   Bank app (behind the gateway): %s   Gateway admin: %s/metrics
   Press Ctrl-C to stop.
 
-`, opt.AdminMaxAge, d.AppURL, d.AdminURL)
+`, opt.AdminMaxAge, d.GatewayURL, demo.CLIClientID, demo.CLIClientSecret, d.AppURL, d.AdminURL)
 	<-d.Done()
 	if d.Failed() {
 		return 1

@@ -46,6 +46,12 @@ session:
   secrets: ["@SESSION_SECRET@"]
   lifetime: 12h
 
+# API clients (curl, a mobile app) send access tokens instead of cookies.
+api:
+  audience: "@API_AUDIENCE@"
+  tokens: both        # JWTs checked locally, opaque tokens introspected
+  dpop: optional
+
 levels:
   mfa:
     acr_values: ["http://schemas.openid.net/pape/policies/2007/06/multi-factor"]
@@ -88,6 +94,10 @@ routes:
           instructedAmount: {amount: "{{amount}}", currency: "{{currency}}"}
           creditorName: "{{to}}"
           creditorAccount: {iban: "{{payee_iban}}"}
+  - name: transfers-list
+    path: /api/transfers
+    methods: [GET]
+    require: mfa
   - name: transfers-write
     path: /api/transfers/**
     methods: [POST, PUT, PATCH, DELETE]
@@ -95,6 +105,16 @@ routes:
 
 default: authenticated
 `
+
+// The demo's API client, for a person at a terminal (README, "Protecting
+// an API"). Its secret is fixed and printed: the demo is a toy.
+const (
+	CLIClientID     = "demo-cli"
+	CLIClientSecret = "demo-cli-secret"
+	// APIAudience is the aud of the demo's access tokens, and the api
+	// audience its gateway requires.
+	APIAudience = "https://bank.example/api"
+)
 
 // Options are the demo's listen addresses (loopback only; port 0 picks a
 // free port) and knobs tests turn.
@@ -193,7 +213,12 @@ func Start(ctx context.Context, opt Options) (*Demo, error) {
 		Clients: []devidp.Client{{ID: "stepgate-demo", Secret: clientSecret,
 			RedirectURIs: []string{d.GatewayURL + "/.stepgate/callback"},
 			// Signing out at the provider ends the bank session too.
-			BackchannelLogoutURI: d.GatewayURL + "/.stepgate/backchannel-logout"}},
+			BackchannelLogoutURI: d.GatewayURL + "/.stepgate/backchannel-logout"},
+			// For the README's curl walk-through: the provider shows the
+			// code on a page of its own, and curl redeems it with the
+			// secret.
+			{ID: CLIClientID, Secret: CLIClientSecret, CLI: true}},
+		APIAudience: APIAudience,
 		Users:     users,
 		ShowCodes: opt.ShowCodes,
 		PAR:       true, // the browser only ever sees client_id and request_uri
@@ -208,7 +233,7 @@ func Start(ctx context.Context, opt Options) (*Demo, error) {
 		"@LISTEN@", gwLn.Addr().String(), "@ADMIN_LISTEN@", adminLn.Addr().String(),
 		"@UPSTREAM@", d.AppURL, "@PUBLIC_URL@", d.GatewayURL, "@ISSUER@", d.IDPURL,
 		"@CLIENT_SECRET@", clientSecret, "@SESSION_SECRET@", sessionSecret,
-		"@ADMIN_MAX_AGE@", opt.AdminMaxAge.String(),
+		"@ADMIN_MAX_AGE@", opt.AdminMaxAge.String(), "@API_AUDIENCE@", APIAudience,
 	).Replace(routes)
 	cfg, err := config.Parse("demo routes.yaml", []byte(yaml), nil)
 	if err != nil {

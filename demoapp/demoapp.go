@@ -9,6 +9,7 @@ package demoapp
 
 import (
 	"cmp"
+	"encoding/json"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -67,6 +68,7 @@ func (a *App) Handler() http.Handler {
 	mux.HandleFunc("GET /account", a.account)
 	mux.HandleFunc("GET /transfers", a.transfersPage)
 	mux.HandleFunc("POST /api/transfers", a.createTransfer)
+	mux.HandleFunc("GET /api/transfers", a.listTransfers)
 	mux.HandleFunc("GET /admin", a.admin)
 	return mux
 }
@@ -90,6 +92,24 @@ func (a *App) transfersPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	render(w, r, http.StatusOK, view{Title: "Transfers", Page: "transfers", Transfers: mine})
+}
+
+// listTransfers is the JSON API of the transfers page: the caller's
+// transfers, for an API client with an access token.
+func (a *App) listTransfers(w http.ResponseWriter, r *http.Request) {
+	sub := r.Header.Get("X-Stepgate-Subject")
+	if sub == "" {
+		http.Error(w, `{"error":"no identity from the gateway"}`, http.StatusUnauthorized)
+		return
+	}
+	mine := []Transfer{}
+	for _, t := range a.Transfers() {
+		if t.Subject == sub {
+			mine = append(mine, t)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"subject": sub, "acr": r.Header.Get("X-Stepgate-Acr"), "transfers": mine})
 }
 
 // createTransfer records a transfer. The gateway only lets it through with

@@ -57,6 +57,16 @@ var algs = []jose.SignatureAlgorithm{
 	jose.EdDSA,
 }
 
+// Algorithms returns the algorithms Verify accepts, space-separated, as a
+// DPoP challenge's algs parameter lists them (RFC 9449 §7.1).
+func Algorithms() string {
+	names := make([]string, len(algs))
+	for i, a := range algs {
+		names[i] = string(a)
+	}
+	return strings.Join(names, " ")
+}
+
 // Expect is what the request and its access token say a proof must match.
 type Expect struct {
 	Method      string // htm

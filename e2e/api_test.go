@@ -17,6 +17,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/stepgate/stepgate/demo"
 	"github.com/stepgate/stepgate/devidp"
 	"github.com/stepgate/stepgate/devidp/devidptest"
 	"github.com/stepgate/stepgate/dpop"
@@ -376,5 +377,45 @@ func TestAPICookieAndBearer(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || a.up.last().Header.Get("X-Stepgate-Subject") != "alice" {
 		t.Errorf("bob's cookie with alice's mfa token: %d, subject %q; want 200 as alice", resp.StatusCode, a.up.last().Header.Get("X-Stepgate-Subject"))
+	}
+}
+
+// The README's walk-through, against the demo as a person at a terminal
+// runs it: the CLI client's code shown by the provider, redeemed with the
+// client secret, the 401 challenge, the step-up, the retry.
+func TestDemoAPIWalkThrough(t *testing.T) {
+	d := startTestDemo(t)
+	alice := d.Users[0]
+	client := devidptest.Request{ClientID: demo.CLIClientID, ClientSecret: demo.CLIClientSecret,
+		RedirectURI: d.IDPURL + devidp.CLICodePath, Username: alice.Username, Password: alice.Password, TOTPSecret: alice.TOTPSecret}
+	get := func(token string) *http.Response {
+		req, _ := http.NewRequest("GET", d.GatewayURL+"/api/transfers", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	weak, err := devidptest.Token(t.Context(), d.IDPURL, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := get(weak.AccessToken)
+	challenge := resp.Header.Get("WWW-Authenticate")
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(challenge, `error="insufficient_user_authentication"`) {
+		t.Fatalf("password-only token: %d %q; want 401 with the RFC 9470 challenge", resp.StatusCode, challenge)
+	}
+	// The client asks for what the challenge names.
+	client.ACRValues = []string{strings.Split(strings.Split(challenge, `acr_values="`)[1], `"`)[0]}
+	strong, err := devidptest.Token(t.Context(), d.IDPURL, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp = get(strong.AccessToken)
+	var got struct{ Subject, ACR string }
+	if err := json.NewDecoder(resp.Body).Decode(&got); resp.StatusCode != http.StatusOK || err != nil || got.Subject != alice.Username || got.ACR != acrMFA {
+		t.Errorf("after the step-up: %d %+v (%v); want 200 for %s with %s", resp.StatusCode, got, err, alice.Username, acrMFA)
 	}
 }

@@ -69,7 +69,7 @@ const proofWindow = 60 * time.Second
 
 // dpopAlgs is the algs parameter of DPoP challenges: what proofs may be
 // signed with.
-const dpopAlgs = "ES256 ES384 ES512 PS256 PS384 PS512 RS256 RS384 RS512 EdDSA"
+var dpopAlgs = dpop.Algorithms()
 
 // credential is a request's access token and the scheme it came with.
 type credential struct {
