@@ -219,9 +219,9 @@ func Start(ctx context.Context, opt Options) (*Demo, error) {
 			// secret.
 			{ID: CLIClientID, Secret: CLIClientSecret, CLI: true}},
 		APIAudience: APIAudience,
-		Users:     users,
-		ShowCodes: opt.ShowCodes,
-		PAR:       true, // the browser only ever sees client_id and request_uri
+		Users:       users,
+		ShowCodes:   opt.ShowCodes,
+		PAR:         true, // the browser only ever sees client_id and request_uri
 	})
 	if err != nil {
 		closeAll()
