@@ -300,11 +300,28 @@ func sessionCookie(resp *http.Response, name string) *http.Cookie {
 
 // flowClock is the Handler's clock: real time plus what a test adds. Until
 // a test moves it, it agrees with the provider's and the relying party's
-// clocks, which are real time.
-type flowClock struct{ offset atomic.Int64 }
+// clocks, which are real time. A test that counts on time not passing on
+// its own (a rate limit's refill, say) freezes it; Advance still moves it.
+type flowClock struct {
+	offset atomic.Int64
+	frozen atomic.Pointer[time.Time]
+}
 
-func (c *flowClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *flowClock) Now() time.Time {
+	base := time.Now()
+	if f := c.frozen.Load(); f != nil {
+		base = *f
+	}
+	return base.Add(time.Duration(c.offset.Load()))
+}
+
 func (c *flowClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// Freeze stops the clock at real time now; from then on only Advance moves it.
+func (c *flowClock) Freeze() {
+	now := time.Now()
+	c.frozen.Store(&now)
+}
 
 // syncBuffer is a log sink that servers' goroutines may share.
 type syncBuffer struct {

@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -228,20 +229,35 @@ func TestBackchannelLogout(t *testing.T) {
 
 	t.Run("method, form and rate limits", func(t *testing.T) {
 		fx := newBCLFixture(t)
+		// The limiter refills from the Handler's clock: stopped, the flood
+		// arrives "at once" however slowly the machine sends it.
+		fx.clock.Freeze()
 		if resp := fx.with("", http.MethodGet, reservedPrefix+"backchannel-logout", nil); resp.StatusCode != http.StatusMethodNotAllowed {
 			t.Errorf("GET: %d; want 405", resp.StatusCode)
 		}
 		if resp := fx.post(""); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("empty token: %d; want 400", resp.StatusCode)
 		}
-		limited := 0
-		for range 1100 {
-			if resp := fx.post("garbage"); resp.StatusCode == http.StatusTooManyRequests {
-				limited++
+		// flood posts n bad tokens and counts each status that came back.
+		flood := func(n int) map[int]int {
+			got := map[int]int{}
+			for range n {
+				resp := fx.post("garbage")
+				got[resp.StatusCode]++
+				if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+					t.Error("a rate-limited logout request has no Retry-After")
+				}
 			}
+			return got
 		}
-		if limited == 0 {
-			t.Error("1100 logout requests at once were never rate limited")
+		// The burst is 1000 and the empty token above took one.
+		if got, want := flood(1100), (map[int]int{http.StatusBadRequest: 999, http.StatusTooManyRequests: 101}); !maps.Equal(got, want) {
+			t.Errorf("1100 logout requests at once: statuses %v; want %v", got, want)
+		}
+		// A second refills 200 tokens, and no more.
+		fx.clock.Advance(time.Second)
+		if got, want := flood(300), (map[int]int{http.StatusBadRequest: 200, http.StatusTooManyRequests: 100}); !maps.Equal(got, want) {
+			t.Errorf("300 logout requests a second later: statuses %v; want %v", got, want)
 		}
 	})
 }
