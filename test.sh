@@ -53,6 +53,11 @@ go test ./policy -run '^$' -fuzz '^FuzzCanonical$' -fuzztime "$fuzztime"
 echo "== fuzz FuzzForward ($fuzztime): what the upstream receives is what was decided"
 go test ./proxy -run '^$' -fuzz '^FuzzForward$' -fuzztime "$fuzztime"
 
+echo "== fuzz the bearer-token parsers (10s each): Authorization, the WWW-Authenticate challenge, DPoP proofs"
+go test ./proxy -run '^$' -fuzz '^FuzzCredentialOf$' -fuzztime 10s
+go test ./proxy -run '^$' -fuzz '^FuzzChallenge$' -fuzztime 10s
+go test ./dpop -run '^$' -fuzz '^FuzzVerify$' -fuzztime 10s
+
 echo "== the container's binary: built as the Dockerfile builds it, started once"
 bin="$(mktemp -d)"
 trap 'rm -rf "$bin"' EXIT
