@@ -169,3 +169,237 @@ func startDaemon(t *testing.T, name string, cmd *exec.Cmd, addr, logPath string)
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// The suites below run through any front proxy: g.url is its origin, and
+// checkLog fails the test if the proxy logged an error.
+
+func frontLoginAndStepUp(t *testing.T, g *gw, checkLog func(*testing.T)) {
+	g.script(mfaLogin("alice"))
+	b := g.browser()
+
+	// Public: no login. Every request the browser sends also carries forged
+	// identity headers in several spellings; the upstream fails the test if
+	// any reaches it.
+	resp, chain := b.browse(g.url+"/healthz", nil)
+	if got := body(t, resp); resp.StatusCode != 200 || got != "upstream: /healthz" || len(chain) != 1 {
+		t.Fatalf("public route: %d %q after %d hops; want the upstream's 200 directly", resp.StatusCode, got, len(chain))
+	}
+	if r := g.up.last(); r.Header.Get("X-Stepgate-Subject") != "" {
+		t.Errorf("public route: upstream subject %q; want none before login", r.Header.Get("X-Stepgate-Subject"))
+	}
+
+	// Login on a plain route: stepgate's 302 (mode=redirect) passes through
+	// the front proxy, one trip to the provider, back to the page with its query,
+	// identity copied from stepgate's auth answer.
+	resp, chain = b.browse(g.url+"/account?tab=1", nil)
+	if got := body(t, resp); resp.StatusCode != 200 || got != "upstream: /account" {
+		t.Fatalf("login: final answer %d %q; want 200 from upstream (hops %v)", resp.StatusCode, got, chain)
+	}
+	if chain[0].status != http.StatusFound || !strings.HasPrefix(chain[0].loc, g.url+"/.stepgate/login?") {
+		t.Errorf("first hop %+v; want stepgate's 302 to its sign-in URL on the front proxy's origin", chain[0])
+	}
+	if n := authorizeHops(chain, g.idp.url); n != 1 {
+		t.Errorf("login took %d trips to the provider; want 1", n)
+	}
+	r := g.up.last()
+	if r.URL.RawQuery != "tab=1" {
+		t.Errorf("upstream query %q; want tab=1", r.URL.RawQuery)
+	}
+	identity := []struct{ name, want string }{
+		{"X-Stepgate-Subject", "alice"},
+		{"X-Stepgate-Email", "alice@bank.example"},
+		{"X-Stepgate-Acr", ""},
+		{"X-Stepgate-Amr", "pwd"},
+		{"X-Stepgate-Report", ""},
+	}
+	for _, h := range identity {
+		if got := r.Header.Get(h.name); got != h.want {
+			t.Errorf("upstream %s %q; want %q", h.name, got, h.want)
+		}
+	}
+	if r.Header.Get("X-Stepgate-Auth-Time") == "" {
+		t.Errorf("upstream has no X-Stepgate-Auth-Time: %v", r.Header)
+	}
+
+	// An API call that needs a step-up gets stepgate's 401 through the front proxy,
+	// with the sign-in URL, and does not reach the app.
+	before := g.up.count()
+	req, err := http.NewRequest(http.MethodPost, g.url+"/api/transfers/1", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Content-Type", "application/json")
+	apiResp, err := b.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body(t, apiResp)
+	if signin := apiResp.Header.Get("X-Stepgate-Signin"); apiResp.StatusCode != http.StatusUnauthorized ||
+		!strings.Contains(signin, "/.stepgate/login?level=mfa&rd=%2Fapi%2Ftransfers%2F1") {
+		t.Errorf("API step-up: %d with X-Stepgate-Signin %q; want 401 naming the mfa sign-in URL", apiResp.StatusCode, signin)
+	}
+	if n := g.up.count() - before; n != 0 {
+		t.Errorf("API step-up: the upstream received %d request(s); want none", n)
+	}
+
+	// Step-up on a sensitive route: the browser is sent to the sign-in URL
+	// with the level, the provider is asked for multi-factor, and the app
+	// then receives the stronger identity.
+	resp, chain = b.browse(g.url+"/admin/transfer", nil)
+	if got := body(t, resp); resp.StatusCode != 200 || got != "upstream: /admin/transfer" {
+		t.Fatalf("step-up: final answer %d %q; want 200 from upstream (hops %v)", resp.StatusCode, got, chain)
+	}
+	if len(chain) < 2 || chain[0].status != http.StatusFound || !strings.Contains(chain[0].loc, "/.stepgate/login?level=mfa&rd=%2Fadmin%2Ftransfer") {
+		t.Errorf("first hop %+v; want stepgate's 302 to the mfa sign-in URL", chain[0])
+	}
+	reqs := g.idp.Requests()
+	if len(reqs) != 2 || len(reqs[1].ACRValues) != 1 || reqs[1].ACRValues[0] != acrMFA {
+		t.Errorf("provider saw %+v; want a second, multi-factor request", reqs)
+	}
+	if r := g.up.last(); r.Header.Get("X-Stepgate-Acr") != acrMFA || r.Header.Get("X-Stepgate-Subject") != "alice" {
+		t.Errorf("upstream acr %q subject %q after step-up; want %q for alice", r.Header.Get("X-Stepgate-Acr"), r.Header.Get("X-Stepgate-Subject"), acrMFA)
+	}
+	checkLog(t)
+}
+
+// The description of the original request is the front proxy's, never
+// the client's:
+// a spoofed X-Forwarded-* or X-Original-* header neither opens a sensitive
+// route nor closes a public one, and a client cannot ask stepgate's auth
+// endpoint through it.
+func frontSpoofedDescriptions(t *testing.T, g *gw, checkLog func(*testing.T)) {
+	cookie := g.signIn(t, pwdLogin("mallory")) // signed in, never multi-factor
+	host := strings.TrimPrefix(g.url, "http://")
+
+	tests := []struct {
+		name, method, target, extra string
+		// reach: the request must reach the app at target (stepgate decided
+		// on what the front proxy saw); otherwise it must not reach the app at all.
+		reach bool
+	}{
+		{"X-Forwarded-Uri names a public page", "GET", "/admin/transfer", "X-Forwarded-Uri: /healthz\r\n", false},
+		{"X-Original-URI names a public page", "GET", "/admin/transfer", "X-Original-URI: /healthz\r\n", false},
+		{"X-Original-URL names a public page", "GET", "/admin/transfer", "X-Original-URL: http://" + host + "/healthz\r\n", false},
+		{"X-Forwarded-Method", "POST", "/admin/transfer", "X-Forwarded-Method: GET\r\nX-Original-Method: GET\r\n", false},
+		{"X-Forwarded-Host", "POST", "/admin/transfer", "X-Forwarded-Host: other.example\r\n", false},
+		{"all at once", "POST", "/api/transfers/1",
+			"X-Forwarded-Uri: /healthz\r\nX-Original-URI: /healthz\r\nX-Original-URL: http://other.example/healthz\r\n" +
+				"X-Forwarded-Method: GET\r\nX-Original-Method: GET\r\nX-Forwarded-Host: other.example\r\n", false},
+		{"Connection names the description", "GET", "/admin/transfer",
+			"Connection: close, X-Forwarded-Uri, X-Forwarded-Host, X-Forwarded-Method\r\n", false},
+		{"X-Forwarded-Prefix", "GET", "/admin/transfer", "X-Forwarded-Prefix: /healthz\r\n", false},
+		// The other way round: the front proxy's description wins, so these
+		// pass.
+		{"a public page claiming to be sensitive", "GET", "/healthz", "X-Forwarded-Uri: /admin/transfer\r\nX-Forwarded-Method: DELETE\r\n", true},
+		{"a plain page with a contradicting alias", "GET", "/account", "X-Original-URI: /admin/transfer\r\nX-Original-Method: DELETE\r\n", true},
+		{"a plain page naming the description in Connection", "GET", "/account", "Connection: X-Forwarded-Uri\r\n", true},
+		{"a plain page with a spoofed host", "GET", "/account", "X-Forwarded-Host: other.example\r\n", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := g.up.count()
+			resp, _ := g.rawResponse(t, fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nAccept: text/html\r\n%sContent-Length: 0\r\n\r\n",
+				tc.method, tc.target, host, cookie, tc.extra))
+			status, loc := resp.StatusCode, resp.Header.Get("Location")
+			n := g.up.count() - before
+			if tc.reach {
+				if status != 200 || n != 1 || g.up.last().URL.Path != tc.target {
+					t.Fatalf("status %d, %d upstream request(s); want the upstream's 200 for %s", status, n, tc.target)
+				}
+				return
+			}
+			if n != 0 {
+				t.Fatalf("the upstream received %d request(s); want none (status %d)", n, status)
+			}
+			switch {
+			case status >= 500:
+				t.Errorf("status %d; want a clear refusal", status)
+			case status < 300:
+				t.Errorf("status %d; want a refusal", status)
+			case status == http.StatusFound && !strings.Contains(loc, "level=mfa"):
+				t.Errorf("redirect to %q; want only a multi-factor sign-in", loc)
+			}
+		})
+	}
+
+	// The auth endpoint through the front proxy, in spellings its path
+	// matching may or may not fold, describing a page mallory may see:
+	// believed, that description would be a 200 with her identity. Never an
+	// allow, never an identity.
+	for _, target := range []string{"/.stepgate/auth", "/.stepgate/auth?mode=status", "/.stepgate/auth/account",
+		"/.stepgate/AUTH", "/.stepgate/%61uth", "/.stepgate//auth", "/.stepgate/./auth", "/.stepgate/x/../auth"} {
+		resp, _ := g.rawResponse(t, fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Host: %s\r\nX-Forwarded-Uri: /account\r\n\r\n",
+			target, host, cookie, host))
+		if resp.StatusCode < 300 || resp.StatusCode >= 500 || resp.Header.Get("X-Stepgate-Subject") != "" {
+			t.Errorf("GET %s through the front proxy: %d (subject %q); want a refusal, the auth endpoint unreachable for clients",
+				target, resp.StatusCode, resp.Header.Get("X-Stepgate-Subject"))
+		}
+	}
+	checkLog(t)
+}
+
+// A client's X-Stepgate-* headers, in any spelling, reach neither stepgate
+// nor the app: not a level, not an answer style, not an identity. The app
+// gets stepgate's identity only.
+func frontClientStepgateHeaders(t *testing.T, g *gw, checkLog func(*testing.T)) {
+	cookie := g.signIn(t, pwdLogin("mallory"))
+	host := strings.TrimPrefix(g.url, "http://")
+	const marker = "zq7marker"
+	tests := []struct {
+		name, target, extra string
+		want                int
+		wantLoc             string // a substring of Location, for 302
+	}{
+		{"junk level on a public page", "/healthz", "X-Stepgate-Level: <" + marker + ">\r\n", 200, ""},
+		{"junk level on a plain page", "/account", "X-Stepgate-Level: " + marker + "\r\n", 200, ""},
+		{"junk level on a sensitive page", "/admin/transfer", "X-Stepgate-Level: " + marker + "\r\n", 302, "level=mfa"},
+		{"a real level cannot be forced", "/account", "X-Stepgate-Level: mfa\r\nx-stepgate-level: mfa\r\n", 200, ""},
+		{"forged reason", "/admin/transfer", "X-Stepgate-Reason: " + marker + "\r\n", 302, "level=mfa"},
+		{"forged sign-in URL", "/admin/transfer", "X-Stepgate-Signin: http://" + marker + ".example/\r\n", 302, "level=mfa"},
+		{"forged identity, hyphens", "/account",
+			"X-Stepgate-Subject: forged-admin\r\nX-Stepgate-Acr: forged-acr\r\nX-Stepgate-Amr: forged-mfa\r\n" +
+				"X-Stepgate-Email: forged@evil.example\r\nX-Stepgate-Auth-Time: forged-time\r\nX-Stepgate-Report: forged-report\r\n", 200, ""},
+		{"forged identity, other spellings", "/account",
+			"X_Stepgate_Acr: forged-acr\r\nX.Stepgate.Amr: forged-mfa\r\nx-STEPGATE-subject: forged-admin\r\nX-Stepgate_Email: forged-email\r\n", 200, ""},
+		{"forged identity on a public page", "/healthz", "X-Stepgate-Subject: forged-admin\r\nX_Stepgate_Subject: forged-admin\r\n", 200, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := g.up.count()
+			status, loc := g.raw(t, fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nAccept: text/html\r\n%s\r\n", tc.target, host, cookie, tc.extra))
+			if status != tc.want {
+				t.Fatalf("status %d; want %d", status, tc.want)
+			}
+			if tc.want == http.StatusFound && (!strings.Contains(loc, tc.wantLoc) || strings.Contains(loc, marker)) {
+				t.Errorf("Location %q; want the gateway's sign-in URL with %s", loc, tc.wantLoc)
+			}
+			if tc.want != http.StatusOK {
+				return
+			}
+			// Reached the app (which itself fails the test on any forged or
+			// aliased identity header) with stepgate's identity: the
+			// session's, on a public page too.
+			if n := g.up.count() - before; n != 1 {
+				t.Fatalf("the upstream received %d request(s); want 1", n)
+			}
+			r := g.up.last()
+			if got := r.Header.Get("X-Stepgate-Subject"); got != "mallory" {
+				t.Errorf("upstream subject %q; want mallory", got)
+			}
+			for name := range r.Header {
+				if strings.Contains(strings.ToLower(name), "stepgate") && !strings.HasPrefix(name, "X-Stepgate-") {
+					t.Errorf("upstream received %s", name)
+				}
+			}
+		})
+	}
+	logs := g.logs.String()
+	if strings.Contains(logs, `"level":"ERROR"`) {
+		t.Errorf("stepgate logged an ERROR line:\n%s", grepLines(logs, `"level":"ERROR"`, 5))
+	}
+	if strings.Contains(logs, marker) {
+		t.Errorf("a client's X-Stepgate-* value reached stepgate's log:\n%s", grepLines(logs, marker, 5))
+	}
+	checkLog(t)
+}
