@@ -324,16 +324,21 @@ func frontSpoofedDescriptions(t *testing.T, g *gw, checkLog func(*testing.T)) {
 	}
 
 	// The auth endpoint through the front proxy, in spellings its path
-	// matching may or may not fold, describing a page mallory may see:
-	// believed, that description would be a 200 with her identity. Never an
-	// allow, never an identity.
+	// matching may or may not fold, describing a page mallory may see in
+	// either header style stepgate reads: believed, that description would
+	// be a 200 with her identity. Never an allow, never an identity.
+	descriptions := []string{
+		"X-Forwarded-Method: GET\r\nX-Forwarded-Host: " + host + "\r\nX-Forwarded-Uri: /account\r\n",
+		"X-Original-Method: GET\r\nX-Original-URL: http://" + host + "/account\r\n",
+	}
 	for _, target := range []string{"/.stepgate/auth", "/.stepgate/auth?mode=status", "/.stepgate/auth/account",
 		"/.stepgate/AUTH", "/.stepgate/%61uth", "/.stepgate//auth", "/.stepgate/./auth", "/.stepgate/x/../auth"} {
-		resp, _ := g.rawResponse(t, fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Host: %s\r\nX-Forwarded-Uri: /account\r\n\r\n",
-			target, host, cookie, host))
-		if resp.StatusCode < 300 || resp.StatusCode >= 500 || resp.Header.Get("X-Stepgate-Subject") != "" {
-			t.Errorf("GET %s through the front proxy: %d (subject %q); want a refusal, the auth endpoint unreachable for clients",
-				target, resp.StatusCode, resp.Header.Get("X-Stepgate-Subject"))
+		for _, desc := range descriptions {
+			resp, _ := g.rawResponse(t, fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\n%s\r\n", target, host, cookie, desc))
+			if resp.StatusCode < 300 || resp.StatusCode >= 500 || resp.Header.Get("X-Stepgate-Subject") != "" {
+				t.Errorf("GET %s through the front proxy with %q: %d (subject %q); want a refusal, the auth endpoint unreachable for clients",
+					target, desc, resp.StatusCode, resp.Header.Get("X-Stepgate-Subject"))
+			}
 		}
 	}
 	checkLog(t)
