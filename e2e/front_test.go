@@ -334,10 +334,14 @@ func frontSpoofedDescriptions(t *testing.T, g *gw, checkLog func(*testing.T)) {
 	for _, target := range []string{"/.stepgate/auth", "/.stepgate/auth?mode=status", "/.stepgate/auth/account",
 		"/.stepgate/AUTH", "/.stepgate/%61uth", "/.stepgate//auth", "/.stepgate/./auth", "/.stepgate/x/../auth"} {
 		for _, desc := range descriptions {
+			before := g.up.count()
 			resp, _ := g.rawResponse(t, fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\n%s\r\n", target, host, cookie, desc))
 			if resp.StatusCode < 300 || resp.StatusCode >= 500 || resp.Header.Get("X-Stepgate-Subject") != "" {
 				t.Errorf("GET %s through the front proxy with %q: %d (subject %q); want a refusal, the auth endpoint unreachable for clients",
 					target, desc, resp.StatusCode, resp.Header.Get("X-Stepgate-Subject"))
+			}
+			if n := g.up.count() - before; n != 0 {
+				t.Errorf("GET %s through the front proxy: the upstream received %d request(s); want none", target, n)
 			}
 		}
 	}
