@@ -7,9 +7,9 @@ cd "$(dirname "$0")"
 
 fuzztime="${FUZZTIME:-20s}"
 
-# The browser tests need Chromium, the forward-auth tests nginx, the store
-# tests redis-server (each test starts its own) and the shutdown-under-load
-# test wrk: real parts, not mocks.
+# The browser tests need Chromium, the forward-auth tests nginx and Caddy, the
+# store tests redis-server (each test starts its own) and the
+# shutdown-under-load test wrk: real parts, not mocks.
 # Install them from Debian when missing and we may; the tests themselves fail
 # (never skip) under CI=true when a part is absent.
 need=()
@@ -17,6 +17,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ] || need+=(caddy)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need[*]}"

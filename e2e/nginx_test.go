@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -13,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/stepgate/stepgate/devidp"
 )
 
 // nginxConfig is stepgate's configuration behind nginx: the harness's
@@ -146,41 +142,6 @@ http {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return ng
-}
-
-// raw sends one request to nginx byte for byte and returns the status and
-// the Location header.
-func (ng *nginxGateway) raw(t *testing.T, req string) (int, string) {
-	t.Helper()
-	resp, _ := ng.rawResponse(t, req)
-	return resp.StatusCode, resp.Header.Get("Location")
-}
-
-// rawResponse sends one request to nginx byte for byte and returns the
-// response and its body.
-func (ng *nginxGateway) rawResponse(t *testing.T, req string) (*http.Response, string) {
-	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(ng.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(conn, req); err != nil {
-		t.Fatal(err)
-	}
-	// The method tells ReadResponse whether a body follows (none for HEAD).
-	method, _, _ := strings.Cut(req, " ")
-	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
-	if err != nil {
-		t.Fatalf("reading response to %q: %v", req, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("reading the body of the response to %q: %v", req, err)
-	}
-	return resp, string(b)
 }
 
 func TestNginxLoginAndStepUp(t *testing.T) {
@@ -382,33 +343,7 @@ var bypassCorpus = struct {
 func TestNginxBypassCorpus(t *testing.T) {
 	ng := startNginxGateway(t)
 	cookie := ng.signIn(t, pwdLogin("mallory"))
-	host := strings.TrimPrefix(ng.url, "http://")
-
-	statuses := map[string]int{} // "status reason" -> count, for the log
-	for _, target := range bypassCorpus.targets {
-		for _, sh := range bypassCorpus.shapes {
-			t.Run(sh.name+" "+target, func(t *testing.T) {
-				before := ng.up.count()
-				req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\n%sContent-Length: 0\r\n\r\n",
-					sh.method, target, host, cookie, sh.extra)
-				resp, _ := ng.rawResponse(t, req)
-				status, loc := resp.StatusCode, resp.Header.Get("Location")
-				statuses[fmt.Sprintf("%d %s", status, resp.Header.Get("X-Stepgate-Reason"))]++
-				if n := ng.up.count() - before; n != 0 {
-					t.Errorf("the upstream received %d request(s); want none (status %d)", n, status)
-				}
-				switch {
-				case status == http.StatusInternalServerError:
-					t.Errorf("status 500; want a clear refusal (400, 403, or a sign-in)")
-				case status < 300:
-					t.Errorf("status %d; want a refusal", status)
-				case status == http.StatusFound && !strings.Contains(loc, "level=mfa"):
-					t.Errorf("redirect to %q; want only a multi-factor sign-in", loc)
-				}
-			})
-		}
-	}
-	t.Logf("statuses over %d requests: %v", len(bypassCorpus.targets)*len(bypassCorpus.shapes), statuses)
+	sendBypassCorpus(t, ng.gw, cookie)
 	if b, err := os.ReadFile(ng.nginxError); err == nil && strings.Contains(string(b), "auth request unexpected status") {
 		t.Errorf("nginx logged an auth answer it could not use:\n%s", grepLines(string(b), "auth request unexpected status", 5))
 	}
@@ -502,26 +437,6 @@ func TestNginxClientStepgateHeaders(t *testing.T) {
 	if b, err := os.ReadFile(ng.nginxError); err == nil && strings.Contains(string(b), "[error]") {
 		t.Errorf("nginx logged an error:\n%s", grepLines(string(b), "[error]", 5))
 	}
-}
-
-// signIn logs a browser in through nginx with the given identity and
-// returns its cookies as a Cookie header value.
-func (ng *nginxGateway) signIn(t *testing.T, l devidp.Login) string {
-	t.Helper()
-	ng.script(l)
-	b := ng.browser()
-	resp, _ := b.browse(ng.url+"/account", nil)
-	if body(t, resp); resp.StatusCode != 200 {
-		t.Fatalf("login: status %d; want 200", resp.StatusCode)
-	}
-	var cookie string
-	for _, c := range b.jar.Cookies(mustURL(t, ng.url)) {
-		cookie += c.Name + "=" + c.Value + "; "
-	}
-	if cookie == "" {
-		t.Fatal("no session cookie after login")
-	}
-	return cookie
 }
 
 // grepLines returns up to n lines of text that contain s.

@@ -28,7 +28,8 @@ import (
 // repeated, contradictory or unparseable is refused, never a decision about
 // some other request such as "/".
 //
-// Answers: 200 with every identity header (empty when unknown) to allow;
+// Answers: 200 with every identity header and X-Stepgate-Report (each
+// empty when unknown or nothing to report) to allow;
 // 401 with X-Stepgate-Signin (the absolute sign-in URL carrying the level)
 // when a login or step-up is needed; 403 to deny. nginx auth_request
 // understands only 2xx, 401 and 403 and turns anything else into a 500, so
@@ -173,10 +174,11 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 	if rule.Report {
 		// Report-only: let it through, with the verdict for the app.
 		ev.action = "forward_auth_" + wouldAction(d)
-		setIdentity(w.Header(), facts)
+		report := ""
 		if d.Action != policy.Allow {
-			w.Header().Set(HeaderReport, strings.ReplaceAll(wouldAction(d), "_", "-"))
+			report = strings.ReplaceAll(wouldAction(d), "_", "-")
 		}
+		allowAnswer(w.Header(), facts, report)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -208,7 +210,7 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 			}
 		}
 		ev.action = "forward_auth_allow"
-		setIdentity(w.Header(), facts)
+		allowAnswer(w.Header(), facts, "")
 		w.WriteHeader(http.StatusOK)
 	case policy.Login, policy.StepUp:
 		ev.action = "forward_auth_" + d.Action.String()
@@ -227,6 +229,16 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request, t target, 
 		ev.action = "forward_auth_deny"
 		fail(w, r, http.StatusForbidden, "forbidden", "You do not have access to this page.")
 	}
+}
+
+// allowAnswer sets the headers of a 200: every identity header and
+// X-Stepgate-Report, each present even when empty. An ingress copying a
+// header the answer lacks may pass on something else than nothing: the
+// client's own copy, or, with Caddy 2.6's copy_headers, the text of its
+// unreplaced placeholder.
+func allowAnswer(h http.Header, f *policy.Facts, report string) {
+	setIdentity(h, f)
+	h[HeaderReport] = []string{report}
 }
 
 // trustedPeer reports whether the direct peer is in trusted_proxies.

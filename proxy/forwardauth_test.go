@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -224,7 +225,10 @@ func TestForwardAuthIdentityHeadersAlwaysPresent(t *testing.T) {
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d; want 200", resp.StatusCode)
 			}
-			for _, name := range identityHeaders {
+			// X-Stepgate-Report too, empty on a route that is not
+			// report-only: Caddy 2.6's copy_headers gives the app its own
+			// unreplaced placeholder text for a header the answer lacks.
+			for _, name := range append(slices.Clone(identityHeaders), HeaderReport) {
 				vals, ok := resp.Header[name]
 				if !ok || len(vals) != 1 {
 					t.Errorf("%s: %q; want exactly one value, present even when empty", name, vals)
