@@ -221,6 +221,16 @@ func frontLoginAndStepUp(t *testing.T, g *gw, checkLog func(*testing.T)) {
 		t.Errorf("upstream has no X-Stepgate-Auth-Time: %v", r.Header)
 	}
 
+	// A report-only route lets the password-only session through, and the
+	// app hears what enforcing would have done.
+	resp, _ = b.browse(g.url+"/preview/x", nil)
+	if got := body(t, resp); resp.StatusCode != 200 || got != "upstream: /preview/x" {
+		t.Fatalf("report-only route: %d %q; want the upstream's 200", resp.StatusCode, got)
+	}
+	if got := g.up.last().Header.Get("X-Stepgate-Report"); got != "would-step-up" {
+		t.Errorf("upstream X-Stepgate-Report %q on a report-only route; want would-step-up", got)
+	}
+
 	// An API call that needs a step-up gets stepgate's 401 through the front proxy,
 	// with the sign-in URL, and does not reach the app.
 	before := g.up.count()

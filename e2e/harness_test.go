@@ -67,6 +67,10 @@ routes:
   - name: blocked
     path: /blocked/**
     require: deny
+  - name: preview
+    path: /preview/**
+    require: mfa
+    mode: report
 default: authenticated
 `
 

@@ -176,6 +176,16 @@ func TestNginxLoginAndStepUp(t *testing.T) {
 		t.Errorf("upstream identity headers incomplete: %v", r.Header)
 	}
 
+	// A report-only route lets the password-only session through, and the
+	// app hears what enforcing would have done.
+	resp, _ = b.browse(ng.url+"/preview/x", nil)
+	if got := body(t, resp); resp.StatusCode != 200 || got != "upstream: /preview/x" {
+		t.Fatalf("report-only route: %d %q; want the upstream's 200", resp.StatusCode, got)
+	}
+	if got := ng.up.last().Header.Get("X-Stepgate-Report"); got != "would-step-up" {
+		t.Errorf("upstream X-Stepgate-Report %q on a report-only route; want would-step-up", got)
+	}
+
 	// Step-up on a sensitive location: nginx sends the browser to the
 	// sign-in URL stepgate named, with the level; the provider is asked for
 	// multi-factor; the app then receives the stronger identity.
