@@ -7,9 +7,11 @@
 # stepgates (one route needing mfa): one keeping its shared state in memory
 # (session.store unset), one in that Redis. It checks that a request with a
 # minted multi-factor session cookie really gets through both gateways and
-# that one without it does not, and that the Redis one really follows the
-# revocation channel in that redis-server; then it runs wrk against the
-# three proxies and prints requests/s, p50, p99, peak RSS and CPU-seconds per
+# that one without it does not, that a multi-factor access token from the
+# IdP gets through the memory gateway and a tampered one does not, and that
+# the Redis one really follows the revocation channel in that redis-server;
+# then it runs wrk against the three proxies, the memory gateway twice (with
+# the cookie, and with the token as Authorization: Bearer), and prints requests/s, p50, p99, peak RSS and CPU-seconds per
 # 100 000 requests of each proxy process, and how many commands redis-server
 # ran during the Redis gateway's measured run. wrk counts a 302 to the IdP
 # as a success, so its Lua hook also counts every response that is not the
@@ -20,7 +22,10 @@
 # cores were split. The request path is not supposed to touch Redis at all
 # (revocations are read from the in-memory copy a follower keeps), so the
 # Redis gateway should cost what the memory one does, and redis-server should
-# see only the subscription's liveness PINGs while it is measured.
+# see only the subscription's liveness PINGs while it is measured. A bearer
+# request's token is verified once and then found in the gateway's cache (by
+# its SHA-256), so it should cost about what a cookie does; what a cache
+# miss costs (the signature check) is BenchmarkBearer/miss in ./proxy.
 #
 # Settings (environment):
 #   BENCH_DURATION=10s     wrk -d, per measured run
@@ -45,6 +50,7 @@ OUT="${BENCH_OUT:-$ROOT/bench/out}"
 
 # Fixed on purpose: the cookie is minted with it. Benchmark use only.
 SESSION_SECRET="stepgate-bench-session-secret-0123456789abcdef"
+API_AUDIENCE="https://api.bench.example"
 CLIENT_SECRET="stepgate-bench-client-secret"
 PAPE_MFA="http://schemas.openid.net/pape/policies/2007/06/multi-factor"
 TARGET_PATH="/api/transfers/1"
@@ -194,12 +200,14 @@ peak_rss_kib() {
 	awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
 }
 
-# run_wrk NAME URL SECONDS OUTFILE: one wrk run with the session cookie and an
-# API client's Accept header, so both proxies get identical requests.
+# run_wrk NAME URL SECONDS OUTFILE: one wrk run with an API client's Accept
+# header and the credential of NAME (CREDENTIAL_OF): the session cookie for
+# every proxy, so they get identical requests, but the access token for the
+# bearer run.
 run_wrk() {
 	local name=$1 url=$2 dur=$3 out=$4
 	if ! wrk -t"$THREADS" -c"$CONNECTIONS" -d"$dur" --latency -s "$WORK/report.lua" \
-		-H "Cookie: $COOKIE" -H "Accept: application/json" "$url" >"$out" 2>&1; then
+		-H "${CREDENTIAL_OF[$name]:-Cookie: $COOKIE}" -H "Accept: application/json" "$url" >"$out" 2>&1; then
 		echo "bench: wrk against $name failed; its output:" >&2
 		cat "$out" >&2
 		exit 1
@@ -250,10 +258,11 @@ measure() {
 }
 
 # The proxies measured, in table order, and their column headings.
-PROXIES=(plain stepgate stepgate-redis)
+PROXIES=(plain stepgate stepgate-bearer stepgate-redis)
 declare -A HEADING=(
 	[plain]="plain proxy"
 	[stepgate]="stepgate mem"
+	[stepgate-bearer]="stepgate bearer"
 	[stepgate-redis]="stepgate redis"
 )
 
@@ -399,6 +408,10 @@ session:
   secrets: ["$SESSION_SECRET"]
   lifetime: 1h
 $store_line
+api:
+  audience: "$API_AUDIENCE"
+  tokens: jwt
+  dpop: optional
 levels:
   mfa:
     acr_values: ["$PAPE_MFA"]
@@ -464,7 +477,8 @@ start upstream "$WORK/loadtool" upstream -addr "127.0.0.1:$UP_PORT"
 UP_PID=$STARTED
 wait_ready upstream "$UP_PID" "$UP_URL/"
 
-start idp "$WORK/loadtool" idp -addr "127.0.0.1:$IDP_PORT" -redirect "$GATE_URL/.stepgate/callback" -client-secret "$CLIENT_SECRET"
+start idp "$WORK/loadtool" idp -addr "127.0.0.1:$IDP_PORT" -redirect "$GATE_URL/.stepgate/callback" -client-secret "$CLIENT_SECRET" \
+	-audience "$API_AUDIENCE"
 IDP_PID=$STARTED
 wait_ready idp "$IDP_PID" "$ISSUER/.well-known/openid-configuration"
 
@@ -481,11 +495,18 @@ start stepgate-redis "$WORK/stepgate" serve -config "$WORK/routes-redis.yaml"
 RGATE_PID=$STARTED
 wait_ready stepgate-redis "$RGATE_PID" "$RADMIN_URL/readyz"
 
-declare -A PID_OF=([plain]=$PLAIN_PID [stepgate]=$GATE_PID [stepgate-redis]=$RGATE_PID)
-declare -A URL_OF=([plain]=$PLAIN_URL [stepgate]=$GATE_URL [stepgate-redis]=$RGATE_URL)
+# The bearer run is the memory gateway again, with the token instead of the
+# cookie.
+declare -A PID_OF=([plain]=$PLAIN_PID [stepgate]=$GATE_PID [stepgate-bearer]=$GATE_PID [stepgate-redis]=$RGATE_PID)
+declare -A URL_OF=([plain]=$PLAIN_URL [stepgate]=$GATE_URL [stepgate-bearer]=$GATE_URL [stepgate-redis]=$RGATE_URL)
 
 COOKIE=$("$WORK/loadtool" cookie -secret "$SESSION_SECRET" -lifetime 1h -issuer "$ISSUER" -client-id stepgate) ||
 	die "could not mint a session cookie"
+# A real code flow at the IdP, logging in multi-factor: an RFC 9068 access
+# token for API_AUDIENCE, valid for an hour (longer than the runs).
+TOKEN=$("$WORK/loadtool" token -issuer "$ISSUER" 2>"$OUT/token.log") ||
+	die "could not get an access token from the IdP; see $OUT/token.log"
+declare -A CREDENTIAL_OF=([stepgate-bearer]="Authorization: Bearer $TOKEN")
 
 # --- correctness pre-check ---------------------------------------------------
 
@@ -515,6 +536,15 @@ for name in stepgate stepgate-redis; do
 	expect "$name without session (browser)" "401|302" "" "$url" -H "Accept: text/html"
 	expect "$name with a tampered cookie" "401|302" "" "$url" -H "Cookie: $TAMPERED" -H "Accept: application/json"
 done
+# One character of the signature changed: the token must not verify (and
+# is no cache hit: the cache is keyed by the whole token).
+sig=${TOKEN##*.}
+swap=A
+[[ ${sig:0:1} == A ]] && swap=B
+TAMPERED_TOKEN="${TOKEN%.*}.$swap${sig:1}"
+url=$GATE_URL$TARGET_PATH
+expect "stepgate with the access token" 200 ok "$url" -H "Authorization: Bearer $TOKEN" -H "Accept: application/json"
+expect "stepgate with a tampered access token" 401 "" "$url" -H "Authorization: Bearer $TAMPERED_TOKEN" -H "Accept: application/json"
 
 # The Redis gateway must really be on this redis-server: its follower holds
 # a subscription to the revocation channel there, under the client name
@@ -529,7 +559,7 @@ subs=$(rcli pubsub numsub "$REDIS_CHANNEL" | tail -n 1)
 	die "pre-check: want exactly one subscriber (stepgate-redis) on $REDIS_CHANNEL; PUBSUB NUMSUB says ${subs:-nothing}"
 rcli client list | grep -q ' name=stepgate ' ||
 	die "pre-check: no redis-server client is named stepgate; see $OUT/stepgate-redis.log"
-echo "bench: pre-check passed: the cookie reaches the upstream through both gateways; requests without it do not; stepgate-redis follows $REDIS_CHANNEL on redis-server :$REDIS_PORT" >&2
+echo "bench: pre-check passed: the cookie reaches the upstream through both gateways, the access token through stepgate; requests without them, or with them tampered, do not; stepgate-redis follows $REDIS_CHANNEL on redis-server :$REDIS_PORT" >&2
 
 # --- runs --------------------------------------------------------------------
 
@@ -547,15 +577,17 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	done
 done
 
-# The claim the Redis run checks: an authenticated mfa request through a
-# Redis-backed gateway costs at most this much CPU of the plain proxy's.
+# The claim the Redis and bearer runs check: an authenticated mfa request
+# through a Redis-backed gateway, or with a (cached) access token, costs at
+# most this much CPU of the plain proxy's.
 CPU_BUDGET=1.15
 {
 	echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr)"
 	echo "toolchain: $(go version | awk '{ print $3 }'); $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }' || true); $(redis-server --version | awk '{ print $1, $2, $3 }')"
-	echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP) GET $TARGET_PATH with a multi-factor session cookie; $ROUNDS round(s)"
+	echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP) GET $TARGET_PATH with a multi-factor session cookie (bearer: a multi-factor JWT access token instead); $ROUNDS round(s)"
 	echo "note: wrk, the upstream and the proxy share the CPUs; CPU-s per 100k requests is the stable comparison"
 	echo "note: stepgate mem keeps shared state in memory, stepgate redis in $REDIS_URL; redis rows count what redis-server did during each measured run"
+	echo "note: stepgate bearer is the stepgate mem process (api: tokens jwt, dpop optional); its token is verified once, then served from the token cache"
 	for ((round = 1; round <= ROUNDS; round++)); do
 		print_table "round $round (ratio to the plain proxy; measured ${ORDER[$round]})" "$round"
 	done
@@ -563,7 +595,7 @@ CPU_BUDGET=1.15
 		print_table "median of $ROUNDS rounds (ratio to the plain proxy)" median
 	fi
 	echo
-	for name in stepgate stepgate-redis; do
+	for name in "${PROXIES[@]:1}"; do
 		ratios=$(round_ratios "$name")
 		r=$(median <<<"$ratios")
 		verdict=$(awk -v r="$r" -v max="$CPU_BUDGET" 'BEGIN { print (r <= max) ? "within" : "OVER" }')

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepgate/stepgate/oidc"
+	"github.com/stepgate/stepgate/oidc/oidctest"
 	"github.com/stepgate/stepgate/policy"
 	"github.com/stepgate/stepgate/proxy"
 	"github.com/stepgate/stepgate/session"
@@ -112,7 +115,8 @@ type benchEnv struct {
 
 // newBenchEnv builds the gateway the way main does, logging JSON as in
 // production (to io.Discard), so formatting the access line is counted.
-func newBenchEnv(b *testing.B) *benchEnv {
+// edits adjust its Config before proxy.New.
+func newBenchEnv(b *testing.B, edits ...func(*proxy.Config)) *benchEnv {
 	b.Helper()
 	table, mfa := benchTable(b)
 	store, err := session.New(session.Config{Secrets: [][]byte{[]byte(benchSecret)}, Lifetime: time.Hour, Issuer: "https://idp.example", ClientID: "stepgate"})
@@ -124,14 +128,18 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		b.Fatal(err)
 	}
 	public, _ := url.Parse("http://gateway.example")
-	h, err := proxy.New(proxy.Config{
+	cfg := proxy.Config{
 		Table:     table,
 		Levels:    []*policy.Level{mfa},
 		Sessions:  store,
 		Upstream:  up,
 		PublicURL: public,
 		Logger:    slog.New(slog.NewJSONHandler(io.Discard, nil)),
-	})
+	}
+	for _, edit := range edits {
+		edit(&cfg)
+	}
+	h, err := proxy.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -150,8 +158,12 @@ func newBenchRequest(cookie string) *http.Request {
 // benchServeOK sends one request through h and checks the upstream's answer came
 // back, so a benchmark never silently measures a 401 or a 502.
 func benchServeOK(b *testing.B, h http.Handler, cookie string) {
+	benchServe(b, h, newBenchRequest(cookie))
+}
+
+func benchServe(b *testing.B, h http.Handler, r *http.Request) {
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, newBenchRequest(cookie))
+	h.ServeHTTP(rec, r)
 	if rec.Code != http.StatusOK || rec.Body.String() != "ok\n" {
 		b.Fatalf("GET %s: status %d body %q; want 200 %q", benchPath, rec.Code, rec.Body.String(), "ok\n")
 	}
@@ -167,6 +179,73 @@ func BenchmarkPipeline(b *testing.B) {
 	for b.Loop() {
 		benchServeOK(b, env.gateway, env.cookie)
 	}
+}
+
+// BenchmarkBearer is BenchmarkPipeline's request with an RFC 9068 access
+// token of a multi-factor login instead of the session cookie.
+//
+// "cached" sends the same token every time: after the first request it is
+// found in the token cache by its SHA-256, which is the steady state of a
+// client reusing its token. "miss" alternates two tokens through a cache of
+// one entry, so every request is a full verification (parse, RS256
+// signature, claims), as a token the gateway has not seen costs.
+func BenchmarkBearer(b *testing.B) {
+	for _, bc := range []struct {
+		name      string
+		cacheSize int
+		tokens    int
+	}{
+		{"cached", 0, 1},
+		{"miss", 1, 2},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			idp := oidctest.NewServer(b, oidctest.Options{})
+			rp, err := oidc.New(b.Context(), oidc.Config{
+				Issuer: idp.URL, ClientID: idp.ClientID, ClientSecret: idp.ClientSecret,
+				RedirectURL: "http://gateway.example/.stepgate/callback", Scopes: []string{"openid"},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			env := newBenchEnv(b, func(c *proxy.Config) {
+				c.API = &proxy.APIConfig{Audience: benchAudience, Tokens: "jwt", DPoP: "optional", CacheSize: bc.cacheSize}
+			})
+			env.gateway.SetOIDC(rp)
+			reqs := make([]*http.Request, bc.tokens)
+			for i := range reqs {
+				reqs[i] = newBenchRequest("")
+				reqs[i].Header.Set("Authorization", "Bearer "+benchToken(b, idp))
+			}
+			for _, r := range reqs { // warm the pool, and fetch the JWKS once
+				benchServe(b, env.gateway, r.Clone(r.Context()))
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r := reqs[i%len(reqs)]
+				benchServe(b, env.gateway, r.Clone(r.Context()))
+				i++
+			}
+		})
+	}
+}
+
+const benchAudience = "https://api.bench.example"
+
+// benchToken signs an access token of idp for a multi-factor login of
+// bench-user, valid for longer than any benchmark runs.
+func benchToken(b *testing.B, idp *oidctest.Server) string {
+	b.Helper()
+	now := time.Now()
+	tok, err := oidctest.Sign(map[string]any{"alg": "RS256", "kid": idp.KeyID, "typ": "at+jwt"}, map[string]any{
+		"iss": idp.URL, "sub": "bench-user", "aud": benchAudience, "client_id": "bench-api",
+		"exp": now.Add(time.Hour).Unix(), "iat": now.Unix(), "jti": rand.Text(),
+		"acr": benchACR, "amr": []string{"pwd", "otp"}, "auth_time": now.Unix(), "scope": "openid",
+	}, idp.Key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tok
 }
 
 // BenchmarkPlainReverseProxy is the same request through a bare

@@ -1,12 +1,13 @@
 // Command loadtool is the set of small helpers bench/run.sh starts around a
 // stepgate under load: the upstream it protects, a plain reverse proxy to
 // compare it with, the development IdP its discovery needs, and a real
-// session cookie to send through it.
+// session cookie or access token to send through it.
 //
 //	loadtool upstream   -addr 127.0.0.1:PORT
 //	loadtool plainproxy -addr 127.0.0.1:PORT -upstream URL
-//	loadtool idp        -addr 127.0.0.1:PORT -redirect URL [-client-secret S]
+//	loadtool idp        -addr 127.0.0.1:PORT -redirect URL [-client-secret S] [-audience AUD]
 //	loadtool cookie     -secret S [-lifetime 1h] [-issuer URL] [-subject SUB]
+//	loadtool token      -issuer URL
 //
 // The servers stop on SIGINT or SIGTERM. They exit 1 with a message naming
 // the address when it cannot be bound, so the script can say which port is
@@ -31,6 +32,7 @@ import (
 	"time"
 
 	"github.com/stepgate/stepgate/devidp"
+	"github.com/stepgate/stepgate/devidp/devidptest"
 	"github.com/stepgate/stepgate/policy"
 	"github.com/stepgate/stepgate/session"
 )
@@ -38,8 +40,9 @@ import (
 const usage = `usage:
   loadtool upstream   -addr 127.0.0.1:PORT
   loadtool plainproxy -addr 127.0.0.1:PORT -upstream URL
-  loadtool idp        -addr 127.0.0.1:PORT -redirect URL [-client-secret S]
+  loadtool idp        -addr 127.0.0.1:PORT -redirect URL [-client-secret S] [-audience AUD]
   loadtool cookie     -secret S [-lifetime 1h] [-issuer URL] [-client-id ID] [-subject SUB]
+  loadtool token      -issuer URL
 `
 
 func main() {
@@ -76,11 +79,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "idp":
 		redirect := fs.String("redirect", "", "stepgate's callback URL, e.g. http://127.0.0.1:18403/.stepgate/callback")
 		secret := fs.String("client-secret", "stepgate-bench-secret", "secret of client \"stepgate\"")
+		audience := fs.String("audience", defaultAudience, "aud of the access tokens it issues")
 		if fs.Parse(args) != nil {
 			return 2
 		}
 		var h http.Handler
-		if h, err = idp(*addr, *redirect, *secret); err == nil {
+		if h, err = idp(*addr, *redirect, *secret, *audience); err == nil {
 			err = serve(ctx, *addr, h, stdout)
 		}
 	case "cookie":
@@ -95,6 +99,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		var c string
 		if c, err = cookie(*secret, *lifetime, *issuer, *clientID, *subject, time.Now()); err == nil {
 			fmt.Fprintln(stdout, c)
+		}
+	case "token":
+		issuer := fs.String("issuer", "", "the running loadtool idp's URL, e.g. http://127.0.0.1:18402")
+		if fs.Parse(args) != nil {
+			return 2
+		}
+		var tok string
+		if tok, err = token(ctx, *issuer); err == nil {
+			fmt.Fprintln(stdout, tok)
 		}
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
@@ -145,16 +158,35 @@ func plainProxy(rawURL string) (http.Handler, error) {
 	}, nil
 }
 
-// idp is devidp with one client, "stepgate", whose only redirect URI is
-// stepgate's callback. Logins are scripted as multi-factor, so a browser
-// walking the flow by hand gets through without a login page.
-func idp(addr, redirect, secret string) (http.Handler, error) {
+// The API client: the one the token command logs in as, to get an access
+// token for the gateway's api.audience. Its redirect URI is never
+// contacted; devidptest stops at the redirect and reads the code from it.
+const (
+	defaultAudience = "https://api.bench.example"
+	apiClientID     = "bench-api"
+	apiClientSecret = "stepgate-bench-api-secret"
+	apiRedirect     = "http://127.0.0.1/bench-api/callback"
+)
+
+// idp is devidp with two clients: "stepgate", whose only redirect URI is
+// stepgate's callback, and the API client the token command uses. Access
+// tokens name audience. Logins are scripted as multi-factor when the
+// request asks for it, so a browser walking the flow by hand, or the token
+// command, gets through without a login page.
+func idp(addr, redirect, secret, audience string) (http.Handler, error) {
 	if redirect == "" {
 		return nil, errors.New("-redirect is required (stepgate's public URL + /.stepgate/callback)")
 	}
+	if audience == "" {
+		return nil, errors.New("-audience is required (the gateway's api.audience)")
+	}
 	p, err := devidp.New(devidp.Config{
-		Issuer:  "http://" + addr,
-		Clients: []devidp.Client{{ID: "stepgate", Secret: secret, RedirectURIs: []string{redirect}}},
+		Issuer: "http://" + addr,
+		Clients: []devidp.Client{
+			{ID: "stepgate", Secret: secret, RedirectURIs: []string{redirect}},
+			{ID: apiClientID, Secret: apiClientSecret, RedirectURIs: []string{apiRedirect}},
+		},
+		APIAudience: audience,
 	})
 	if err != nil {
 		return nil, err
@@ -163,6 +195,27 @@ func idp(addr, redirect, secret string) (http.Handler, error) {
 		return devidp.Login{Subject: "bench-user", Email: "bench-user@example.com", HonourACRValues: true, AMR: []string{"pwd"}}
 	})
 	return p.Handler(), nil
+}
+
+// token runs a code flow at the loadtool idp at issuer as the API client,
+// asking for a multi-factor login, and returns the access token.
+func token(ctx context.Context, issuer string) (string, error) {
+	if issuer == "" {
+		return "", errors.New("-issuer is required (the loadtool idp's URL)")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	t, err := devidptest.Token(ctx, issuer, devidptest.Request{
+		ClientID: apiClientID, ClientSecret: apiClientSecret, RedirectURI: apiRedirect,
+		ACRValues: []string{devidp.ACRMultiFactor},
+	})
+	if err != nil {
+		return "", err
+	}
+	if t.AccessToken == "" {
+		return "", fmt.Errorf("the token response from %s has no access_token", issuer)
+	}
+	return t.AccessToken, nil
 }
 
 // cookie mints a session exactly as stepgate's callback would after a
