@@ -146,6 +146,12 @@ type Question struct {
 // wins, so a POST-only rule cannot be dodged by a GET that the backend runs
 // as POST. It returns the rule that decided, never nil.
 //
+// A report-only rule's reading enforces nothing: it is reported, and only
+// when every enforced reading (rules not in report mode, and the extra
+// levels, which are always enforced) allows the request. So a request
+// that also claims a method whose rule is report-only is still held to
+// the enforced rule of the method it came with (threat model case 95).
+//
 // This is the one decision path: the sidecar proxy and forward-auth both
 // ask it, and differ only in how they act on the answer.
 func (t *Table) Decide(q Question, f *Facts, now time.Time) (*Rule, Decision) {
@@ -153,7 +159,19 @@ func (t *Table) Decide(q Question, f *Facts, now time.Time) (*Rule, Decision) {
 	if rule == nil {
 		rule = &Rule{Name: "none"}
 	}
-	d := Decide(rule, f, now)
+	var (
+		enforced, reported *Rule
+		de, dr             Decision
+	)
+	consider := func(r *Rule, d Decision) {
+		switch {
+		case r.Report && (reported == nil || Stricter(d, dr)):
+			reported, dr = r, d
+		case !r.Report && (enforced == nil || Stricter(d, de)):
+			enforced, de = r, d
+		}
+	}
+	consider(rule, Decide(rule, f, now))
 	for _, m := range q.Claimed {
 		req := q.Request
 		var err error
@@ -161,18 +179,32 @@ func (t *Table) Decide(q Question, f *Facts, now time.Time) (*Rule, Decision) {
 			return rule, Decision{Action: Deny, Reason: "unusable method override"}
 		}
 		if r2 := t.Match(req); r2 != nil {
-			if d2 := Decide(r2, f, now); Stricter(d2, d) {
-				rule, d = r2, d2
-			}
+			consider(r2, Decide(r2, f, now))
 		}
 	}
 	for _, l := range q.Extra {
-		extra := &Rule{Name: rule.Name + "+" + l.Name, Access: Leveled, Level: l}
-		if d2 := Decide(extra, f, now); Stricter(d2, d) {
-			d = d2
+		base := rule
+		if enforced != nil {
+			base = enforced
+		}
+		extra := &Rule{Name: base.Name + "+" + l.Name, Access: Leveled, Level: l}
+		d2 := Decide(extra, f, now)
+		switch {
+		case enforced == nil:
+			enforced, de = extra, d2
+		case Stricter(d2, de):
+			de = d2
 		}
 	}
-	return rule, d
+	switch {
+	case enforced != nil && de.Action != Allow:
+		return enforced, de
+	case reported != nil && dr.Action != Allow:
+		return reported, dr
+	case enforced != nil:
+		return enforced, de
+	}
+	return reported, dr
 }
 
 // Stricter reports whether a asks more of a request than b, in the one order

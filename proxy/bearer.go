@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -43,9 +44,14 @@ type APIConfig struct {
 	IntrospectionRate float64
 }
 
+// The introspection budgets: the gateway's (api.IntrospectionRate a
+// second), and each client's within it, both for new tokens only.
 const (
 	defaultIntrospectionRate = 100
-	introspectionBurst       = 10
+	introspectionBurst       = 100
+	clientIntrospectionRate  = 5
+	clientIntrospectionBurst = 10
+	clientIntrospectionsKept = 4096
 )
 
 // The values of APIConfig.Tokens and DPoP, as routes.yaml spells them.
@@ -123,19 +129,49 @@ func tokenScheme(v string) string {
 }
 
 // hasQueryToken reports whether a raw query carries access_token (RFC 6750
-// §2.3), in any spelling a backend might decode. The gateway reads tokens
-// from Authorization only; one in the query would reach the app unchecked.
+// §2.3), in any spelling a backend might decode: any case, decoded once or
+// twice, "." or " " or "+" for "_" (PHP folds them), a "[...]" suffix or a
+// NUL cut off. The gateway reads tokens from Authorization only; one in the
+// query would reach the app unchecked.
 func hasQueryToken(rawQuery string) bool {
 	for _, pair := range strings.FieldsFunc(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
-		k, _, _ := strings.Cut(pair, "=")
-		if dk, err := url.QueryUnescape(k); err == nil {
-			k = dk
-		}
-		if strings.EqualFold(strings.TrimSpace(k), "access_token") {
-			return true
+		key, _, _ := strings.Cut(pair, "=")
+		for range 3 {
+			if isTokenKey(key) {
+				return true
+			}
+			k, err := url.QueryUnescape(key)
+			if err != nil || k == key {
+				break
+			}
+			key = k
 		}
 	}
 	return false
+}
+
+// isTokenKey reports whether a query key reads as access_token.
+func isTokenKey(key string) bool {
+	const want = "access_token"
+	key = strings.TrimLeft(key, " ")
+	if i := strings.IndexAny(key, "\x00["); i >= 0 {
+		key = key[:i]
+	}
+	if len(key) != len(want) {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i] | 0x20 // lower-case letters; '_' and '.' and ' ' are kept apart below
+		switch w := want[i]; {
+		case w == '_':
+			if key[i] != '_' && key[i] != '.' && key[i] != ' ' && key[i] != '+' {
+				return false
+			}
+		case c != w:
+			return false
+		}
+	}
+	return true
 }
 
 // isToken68 reports whether s is an RFC 9110 token68: 1*( ALPHA / DIGIT /
@@ -221,7 +257,7 @@ var errIntrospectionBusy = errors.New("proxy: introspection rate limit reached")
 // be one call to the provider that any client could make the gateway send;
 // and the provider's "inactive" answers are remembered in a cache of their
 // own, so that a flood of them cannot push good tokens out.
-func (h *Handler) verifyToken(ctx context.Context, raw string, now time.Time) (*oidc.AccessToken, error) {
+func (h *Handler) verifyToken(ctx context.Context, raw, client string, now time.Time) (*oidc.AccessToken, error) {
 	key := tokenKey(sha256.Sum256([]byte(raw)))
 	if e, ok := h.tokens.get(key, now); ok {
 		return e.tok, nil
@@ -246,7 +282,7 @@ func (h *Handler) verifyToken(ctx context.Context, raw string, now time.Time) (*
 			}
 			return tok, err
 		}
-		if !h.introspections.allow(time.Now()) {
+		if !h.introspectionAllowed(client, time.Now()) {
 			return nil, errIntrospectionBusy
 		}
 		tok, err := c.Introspect(ctx, raw, h.api.Audience)
@@ -266,6 +302,39 @@ func (h *Handler) verifyToken(ctx context.Context, raw string, now time.Time) (*
 	return v.(*oidc.AccessToken), nil
 }
 
+// introspectionAllowed spends one introspection of a new token for client:
+// from the client's own budget first, so that one client's garbage cannot
+// spend what other clients' new tokens need, then from the gateway's,
+// which bounds what all clients together make the provider do.
+func (h *Handler) introspectionAllowed(client string, now time.Time) bool {
+	l, ok := h.clientIntrospections.Get(client)
+	if !ok {
+		l = newLimiter(clientIntrospectionRate, clientIntrospectionBurst)
+		h.clientIntrospections.Add(client, l)
+	}
+	return l.allow(now) && h.introspections.allow(now)
+}
+
+// clientAddr is who sent r, for per-client budgets: the address the
+// nearest trusted proxy saw (the last X-Forwarded-For hop) when the peer
+// is one, else the peer. An untrusted peer's X-Forwarded-For is its own
+// to write, so it names nobody.
+func (h *Handler) clientAddr(r *http.Request) string {
+	if h.trustedPeer(r.RemoteAddr) {
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			hops := strings.Split(xff[len(xff)-1], ",")
+			if hop := strings.TrimSpace(hops[len(hops)-1]); hop != "" {
+				return hop
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
 // remember caches tok for ttl, and never past its exp.
 func (h *Handler) remember(key tokenKey, tok *oidc.AccessToken, now time.Time, ttl time.Duration) {
 	until := now.Add(ttl)
@@ -281,6 +350,10 @@ func (h *Handler) remember(key tokenKey, tok *oidc.AccessToken, now time.Time, t
 func (h *Handler) dpopAccepts(r *http.Request, t target) (plain, bound bool) {
 	plain, bound = true, true
 	rt := h.routesOf(r)
+	if len(rt.dpop) == 0 {
+		// No route sets its own: the gateway's setting, without matching.
+		return h.api.DPoP != dpopRequired, h.api.DPoP != dpopOff
+	}
 	check := func(rule *policy.Rule) {
 		mode := h.api.DPoP
 		if m, ok := rt.dpop[rule.Name]; ok {
@@ -325,7 +398,7 @@ func (h *Handler) authenticateBearer(r *http.Request, t target, c credential, no
 	invalid := func(desc, reason string) *bearerProblem {
 		return &bearerProblem{status: http.StatusUnauthorized, code: "invalid_token", desc: desc, reason: reason, scheme: scheme}
 	}
-	tok, err := h.verifyToken(r.Context(), c.token, now)
+	tok, err := h.verifyToken(r.Context(), c.token, h.clientAddr(r), now)
 	switch {
 	case errors.Is(err, oidc.ErrInvalidToken):
 		return nil, invalid("The access token is not valid.", "bearer: "+err.Error())

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/stepgate/stepgate/oidc"
@@ -109,7 +110,9 @@ type Handler struct {
 	tokens, inactive *tokenCache
 	verifying        singleflight.Group
 	introspections   *limiter
-	stop             context.CancelFunc // ends the follower and the tunnel watch
+	// each client's introspection budget, by address
+	clientIntrospections *lru.Cache[string, *limiter]
+	stop                 context.CancelFunc // ends the follower and the tunnel watch
 }
 
 // New builds a Handler. It has no OIDC client until SetOIDC is called:
@@ -158,6 +161,7 @@ func New(cfg Config) (*Handler, error) {
 		h.tokens = newTokenCache(cmp.Or(api.CacheSize, 10000))
 		h.inactive = newTokenCache(cmp.Or(api.CacheSize, 10000))
 		h.introspections = newLimiter(api.IntrospectionRate, min(api.IntrospectionRate, introspectionBurst))
+		h.clientIntrospections, _ = lru.New[string, *limiter](clientIntrospectionsKept)
 	}
 	if cfg.ProviderProbeInterval < 0 {
 		return nil, fmt.Errorf("proxy: ProviderProbeInterval %v; want zero (the default) or positive", cfg.ProviderProbeInterval)
