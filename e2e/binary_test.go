@@ -48,7 +48,7 @@ admin_listen: "`+admin+`"`, 1)
 
 	check := exec.Command(bin, "check", "-config", cfgPath)
 	check.Env = env
-	if out, err := check.CombinedOutput(); err != nil || !strings.Contains(string(out), "ok (4 routes, 1 levels)") {
+	if out, err := check.CombinedOutput(); err != nil || !strings.Contains(string(out), "ok (5 routes, 1 levels)") {
 		t.Fatalf("stepgate check: %v\n%s", err, out)
 	}
 	demo := exec.Command(bin, "demo")
