@@ -48,18 +48,8 @@ func (p *Provider) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "devidp: want a form of at most 16 KiB")
 		return
 	}
-	id, secret, status, err := clientCredentials(r)
-	if err == nil {
-		err = p.store.AuthorizeClientIDSecret(r.Context(), id, secret)
-		status = http.StatusUnauthorized
-	}
-	if err != nil {
-		if status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Basic realm="devidp"`)
-			oauthError(w, status, "invalid_client", "devidp: client authentication failed")
-			return
-		}
-		oauthError(w, status, "invalid_request", err.Error())
+	_, ok := p.authenticateClient(w, r)
+	if !ok {
 		return
 	}
 	// token_type_hint is only a hint (RFC 7662 §2.1). Only access tokens

@@ -97,18 +97,8 @@ func (p *Provider) servePAR(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	form := r.PostForm // RFC 9126 §2.1: parameters in the body only
-	id, secret, status, err := clientCredentials(r)
-	if err == nil {
-		err = p.store.AuthorizeClientIDSecret(r.Context(), id, secret)
-		status = http.StatusUnauthorized
-	}
-	if err != nil {
-		if status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Basic realm="devidp"`)
-			oauthError(w, status, "invalid_client", "devidp: client authentication failed")
-			return
-		}
-		oauthError(w, status, "invalid_request", err.Error())
+	id, ok := p.authenticateClient(w, r)
+	if !ok {
 		return
 	}
 	if err := p.checkPushed(id, form); err != nil {
@@ -329,4 +319,25 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // oauthError answers an OAuth error response (RFC 6749 §5.2).
 func oauthError(w http.ResponseWriter, status int, code, desc string) {
 	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+// authenticateClient checks the client's credentials (client_secret_basic
+// or client_secret_post), as the token endpoint does, and answers the
+// request itself when they are missing or wrong.
+func (p *Provider) authenticateClient(w http.ResponseWriter, r *http.Request) (id string, ok bool) {
+	id, secret, status, err := clientCredentials(r)
+	if err == nil {
+		err = p.store.AuthorizeClientIDSecret(r.Context(), id, secret)
+		status = http.StatusUnauthorized
+	}
+	if err == nil {
+		return id, true
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="devidp"`)
+		oauthError(w, status, "invalid_client", "devidp: client authentication failed")
+		return "", false
+	}
+	oauthError(w, status, "invalid_request", err.Error())
+	return "", false
 }
