@@ -101,6 +101,11 @@ func (c *Client) VerifyAccessToken(ctx context.Context, raw, audience string) (*
 	// jwk, jku or x5u is never used), and refetches the JWKS for a token
 	// no known key verifies at most every minKeyRefresh.
 	payload, err := c.keys.VerifySignature(ctx, raw)
+	if errors.Is(err, ErrUnavailable) {
+		// The keys could not be fetched: the provider's failure, which
+		// says nothing about the token (503, not 401).
+		return nil, fmt.Errorf("oidc: access token: %w", err)
+	}
 	if err != nil {
 		return nil, invalidToken("access token: signature does not verify with the issuer's keys: %v", err)
 	}

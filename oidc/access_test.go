@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -383,5 +384,19 @@ func BenchmarkVerifyAccessToken(b *testing.B) {
 		if _, err := c.VerifyAccessToken(b.Context(), raw, oidctest.Audience); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A provider whose keys cannot be fetched is the provider's failure, not
+// the token's: the error says unavailable (the gateway answers 503), never
+// invalid (401, which makes a client throw a good token away).
+func TestVerifyAccessTokenKeysUnreachable(t *testing.T) {
+	srv := oidctest.NewServer(t, oidctest.Options{Now: clock})
+	c := newClient(t, srv)
+	raw := mustAccessToken(t, srv, oidctest.Token{})
+	srv.FailWith(http.StatusServiceUnavailable, "/jwks")
+	_, err := c.VerifyAccessToken(t.Context(), raw, oidctest.Audience)
+	if !errors.Is(err, oidc.ErrUnavailable) || errors.Is(err, oidc.ErrInvalidToken) {
+		t.Fatalf("VerifyAccessToken with the JWKS down: %v; want ErrUnavailable, not ErrInvalidToken", err)
 	}
 }
