@@ -56,21 +56,7 @@ admin_listen: "`+admin+`"`, 1)
 		t.Errorf("stepgate demo in the production build: %v %q; want a refusal naming -tags nodemo", err, out)
 	}
 
-	logs := &lockedBuffer{}
-	serve := exec.Command(bin, "serve", "-config", cfgPath)
-	serve.Env = env
-	serve.Stderr = logs
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- serve.Wait() }()
-	t.Cleanup(func() {
-		if serve.ProcessState == nil {
-			serve.Process.Kill()
-		}
-	})
-	waitReady(t, "http://"+admin+"/readyz", exited)
+	serve, logs, exited := runServe(t, bin, cfgPath, admin, env)
 
 	g := &gw{t: t, idp: p, up: up, url: public}
 	g.script(mfaLogin("alice"))
@@ -104,6 +90,29 @@ admin_listen: "`+admin+`"`, 1)
 
 // waitReady polls a /readyz URL until it answers 200, failing if the
 // process exits first.
+// runServe runs `bin serve -config cfgPath` with env, its log in logs,
+// until the test ends, and returns once admin's /readyz answers 200;
+// exited gets the process's end.
+func runServe(t *testing.T, bin, cfgPath, admin string, env []string) (serve *exec.Cmd, logs *lockedBuffer, exited chan error) {
+	t.Helper()
+	logs = &lockedBuffer{}
+	serve = exec.Command(bin, "serve", "-config", cfgPath)
+	serve.Env = env
+	serve.Stderr = logs
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited = make(chan error, 1)
+	go func() { exited <- serve.Wait() }()
+	t.Cleanup(func() {
+		if serve.ProcessState == nil {
+			serve.Process.Kill()
+		}
+	})
+	waitReady(t, "http://"+admin+"/readyz", exited)
+	return serve, logs, exited
+}
+
 func waitReady(t *testing.T, url string, exited <-chan error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

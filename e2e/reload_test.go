@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -50,22 +49,8 @@ admin_listen: "`+admin+`"`, 1)
 	if err := os.Symlink(target, cfgPath); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
-	serve := exec.Command(bin, "serve", "-config", cfgPath)
-	serve.Env = append(os.Environ(), "UPSTREAM="+up.srv.URL, "PUBLIC_URL="+public, "ISSUER="+p.url,
-		"CLIENT_SECRET=stepgate-test-secret", "SECRET="+secretOld)
-	serve.Stderr = logs
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- serve.Wait() }()
-	t.Cleanup(func() {
-		if serve.ProcessState == nil {
-			serve.Process.Kill()
-		}
-	})
-	waitReady(t, "http://"+admin+"/readyz", exited)
+	serve, logs, exited := runServe(t, bin, cfgPath, admin, append(os.Environ(), "UPSTREAM="+up.srv.URL, "PUBLIC_URL="+public, "ISSUER="+p.url,
+		"CLIENT_SECRET=stepgate-test-secret", "SECRET="+secretOld))
 
 	var (
 		stop     atomic.Bool

@@ -165,22 +165,8 @@ admin_listen: "`+admin+`"`, 1)
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
-	serve := exec.Command(bin, "serve", "-config", cfgPath)
-	serve.Env = append(os.Environ(), "UPSTREAM="+app.URL, "PUBLIC_URL="+public, "ISSUER="+p.url,
-		"CLIENT_SECRET=stepgate-test-secret", "SECRET="+secretOld)
-	serve.Stderr = logs
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- serve.Wait() }()
-	t.Cleanup(func() {
-		if serve.ProcessState == nil {
-			serve.Process.Kill()
-		}
-	})
-	waitReady(t, "http://"+admin+"/readyz", exited)
+	serve, logs, exited := runServe(t, bin, cfgPath, admin, append(os.Environ(), "UPSTREAM="+app.URL, "PUBLIC_URL="+public, "ISSUER="+p.url,
+		"CLIENT_SECRET=stepgate-test-secret", "SECRET="+secretOld))
 
 	const run, signalAt = 5 * time.Second, 2 * time.Second
 	loaded := make(chan struct{})
